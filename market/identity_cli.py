@@ -58,7 +58,9 @@ def create(
     """Create a new node key in an encrypted keystore."""
     path = keystore or default_keystore()
     if path.exists() and not force:
-        raise click.ClickException(f"a keystore already exists at {path} (use --force to replace it and lose its key)")
+        raise click.ClickException(
+            f"a keystore already exists at {path} (use --force to replace it and lose its key)"
+        )
     try:
         password = resolve_password(
             password_file=password_file,

@@ -32,7 +32,7 @@ import bisect
 import functools
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
 from market.core.errors import GolemError
@@ -41,7 +41,19 @@ from market.props.evaluate import Evaluator, compile_node, set_literal_items
 from market.props.nodes import And, Compare, Node, Not, Op, Or, Present
 from market.props.values import as_f64, parse_bool, parse_f64
 
-__all__ = ["DuplicateEntryError", "MatchIndex"]
+__all__ = ["STANDARD_KEYS", "DuplicateEntryError", "MatchIndex"]
+
+STANDARD_KEYS = (
+    "golem.node.debug.subnet",
+    "golem.runtime.name",
+    "golem.com.pricing.model",
+    "golem.com.payment.protocol.version",
+    "golem.inf.mem.gib",
+    "golem.inf.storage.gib",
+    "golem.inf.cpu.threads",
+    "golem.srv.comp.expiration",
+)
+"""Keys that yapapi demands and ya-provider offers constrain (spec §4.4, §4.5): indexed up front."""
 
 _TRUE = Tri.TRUE
 _Seqs: TypeAlias = set[int] | frozenset[int]
@@ -206,6 +218,8 @@ class _Never:
 @dataclass(frozen=True, slots=True)
 class _Has:
     key: str
+    test: Evaluator = field(compare=False)
+    """The leaf this stands for, compiled: TRUE only on entries in this condition's set."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +228,7 @@ class _Equal:
     text: str
     number: float | None
     flag: bool | None
+    test: Evaluator = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +237,7 @@ class _Range:
     op: Op
     text: str
     number: float | None
+    test: Evaluator = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +245,7 @@ class _Prefix:
     key: str
     low: str
     high: str | None
+    test: Evaluator = field(compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,30 +281,45 @@ def _prefix_upper(prefix: str) -> str | None:
     return prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else None
 
 
+@functools.lru_cache(maxsize=8192)
+def _equal(key: str, text: str) -> _Equal:
+    return _Equal(key, text, _number(text), parse_bool(text), compile_node(Compare(key, Op.EQ, text)))
+
+
 def _requirement(node: Node) -> _Requirement:
     if isinstance(node, Present):
-        return _Requirement(_Never() if node.aspect is not None else _Has(node.name), True)
+        if node.aspect is not None:
+            return _Requirement(_Never(), True)  # always false
+        return _Requirement(_Has(node.name, compile_node(node)), True)
     if isinstance(node, Compare):
         if node.aspect is not None:
             return _Requirement(_Never(), True)  # always undefined
+        test = compile_node(node)
         if node.value_type is not None:
-            return _Requirement(_Has(node.name), False)
+            return _Requirement(_Has(node.name, test), False)
         if node.op is not Op.EQ:
-            return _Requirement(_Range(node.name, node.op, node.value, _number(node.value)), True)
+            return _Requirement(_Range(node.name, node.op, node.value, _number(node.value), test), True)
         if set_literal_items(node.value) is not None:
-            return _Requirement(_Has(node.name), False)
+            return _Requirement(_Has(node.name, test), False)
         if "*" in node.value:
             prefix = node.value.split("*", 1)[0]
             if not prefix:
-                return _Requirement(_Has(node.name), False)
-            return _Requirement(_Prefix(node.name, prefix, _prefix_upper(prefix)), node.value == prefix + "*")
-        return _Requirement(_Equal(node.name, node.value, _number(node.value), parse_bool(node.value)), True)
+                return _Requirement(_Has(node.name, test), False)
+            prefix_req = _Prefix(node.name, prefix, _prefix_upper(prefix), test)
+            return _Requirement(prefix_req, node.value == prefix + "*")
+        return _Requirement(_equal(node.name, node.value), True)
     if isinstance(node, And):
         children = [_requirement(c) for c in node.children]
         if any(isinstance(c.req, _Never) for c in children):
             return _Requirement(_Never(), True)
         exact = all(c.exact for c in children)
-        parts = [c.req for c in children if c.req is not None]
+        parts: list[_Req] = []
+        for c in children:
+            # Nested conjunctions (yapapi's vm group) join ours, so the cheapest leaf of all leads.
+            if isinstance(c.req, _AllOf):
+                parts += c.req.parts
+            elif c.req is not None:
+                parts.append(c.req)
         if not parts:
             return _Requirement(None, exact)
         return _Requirement(parts[0] if len(parts) == 1 else _AllOf(tuple(parts)), exact)
@@ -317,10 +349,11 @@ class _Plan:
     """A candidate set known by its (estimated) size before anyone pays for building it.
 
     ``exact`` plans hold exactly the entries that satisfy their requirement. ``materialize`` may
-    return one of the index's own sets: callers treat results as read-only.
+    return one of the index's own sets: callers treat results as read-only. A leaf's plan also has
+    its compiled ``test``, which can filter a small candidate set instead of building a big one.
     """
 
-    __slots__ = ("_build", "_sets", "exact", "size")
+    __slots__ = ("_build", "_sets", "exact", "size", "test")
 
     def __init__(
         self,
@@ -328,11 +361,13 @@ class _Plan:
         exact: bool,
         sets: list[_Seqs] | None = None,
         build: Callable[[], _Seqs] | None = None,
+        test: Evaluator | None = None,
     ) -> None:
         self.size = size
         self.exact = exact
         self._sets = sets
         self._build = build
+        self.test = test
 
     @property
     def direct(self) -> bool:
@@ -350,12 +385,12 @@ class _Plan:
         return self._build()
 
 
-def _union_plan(sets: Iterable[_Seqs | None], exact: bool = True) -> _Plan:
+def _union_plan(sets: Iterable[_Seqs | None], test: Evaluator) -> _Plan:
     nonempty: list[_Seqs] = [s for s in sets if s]
-    return _Plan(sum(len(s) for s in nonempty), exact, sets=nonempty)
+    return _Plan(sum(len(s) for s in nonempty), True, sets=nonempty, test=test)
 
 
-def _intersection_plan(plans: list[_Plan], complete: bool) -> _Plan:
+def _intersection_plan(plans: list[_Plan], complete: bool, entries: dict[int, _Entry]) -> _Plan:
     ordered = sorted(plans, key=lambda p: p.size)
     exact = complete and all(p.exact for p in plans)
 
@@ -364,11 +399,16 @@ def _intersection_plan(plans: list[_Plan], complete: bool) -> _Plan:
         for plan in ordered[1:]:
             if not current:
                 break
-            # When the result can be exact, finishing the intersection makes it final, which is
-            # worth a lot: a set operation costs a few percent of an evaluation per entry.
-            # Otherwise intersect only where building the other set is cheap relative to what it
-            # can remove; verification removes the rest.
-            if exact or plan.direct or plan.size <= 16 * len(current):
+            test = plan.test
+            if plan.direct:
+                current = current & plan.materialize()
+            elif test is not None and plan.size > 8 * len(current):
+                # Few candidates, a big set: asking each candidate is cheaper than building it.
+                current = {s for s in current if test(entries[s].props) is _TRUE}
+            elif exact or plan.size <= 16 * len(current):
+                # Finishing the intersection makes an exact answer final, which is worth a lot: a
+                # set operation costs a few percent of an evaluation per entry. Otherwise build
+                # only what is cheap relative to what it can remove; verification does the rest.
                 current = current & plan.materialize()
         return current
 
@@ -436,13 +476,13 @@ class _PropIndex:
             subplans = [self.plan(part, complete) for part in req.parts]
             if isinstance(req, _AllOf):
                 known = [p for p in subplans if p is not None]
-                return _intersection_plan(known, complete) if known else None
+                return _intersection_plan(known, complete, self._entries) if known else None
             if any(p is None for p in subplans):
                 return None
             return _alternatives_plan([p for p in subplans if p is not None])
         index = self.key(req.key)
         if isinstance(req, _Has):
-            return _union_plan([index.present])
+            return _union_plan([index.present], req.test)
         if isinstance(req, _Equal):
             # Exact: a string equals the text, a number the text read as f64, a boolean the text
             # read as a boolean, and a list contains an element doing one of those.
@@ -454,21 +494,23 @@ class _PropIndex:
                 sets += [index.nums.buckets.get(req.number), index.elements.get(("n", req.number))]
             if req.flag is not None:
                 sets += [index.bools.get(req.flag), index.elements.get(("b", req.flag))]
-            return _union_plan(sets)
+            return _union_plan(sets, req.test)
         if isinstance(req, _Prefix):
             strs = index.strs
             span = strs.span_between(req.low, req.high)
             low = req.low
             elements = [s for (kind, v), s in index.elements.items() if kind == "s" and v.startswith(low)]
             size = strs.size(span) + sum(len(s) for s in elements)
-            return _Plan(size, True, build=lambda: set().union(*strs.sets(span), *elements))
+            return _Plan(size, True, build=lambda: set().union(*strs.sets(span), *elements), test=req.test)
         # A range: a string compares with the text lexicographically, a number with the text read
         # as f64; lists and booleans are never ordered.
         str_span = index.strs.span(req.op, req.text)
         num_span = index.nums.span(req.op, req.number) if req.number is not None else (0, 0)
         size = index.strs.size(str_span) + index.nums.size(num_span)
         strs, nums = index.strs, index.nums
-        return _Plan(size, True, build=lambda: set().union(*strs.sets(str_span), *nums.sets(num_span)))
+        return _Plan(
+            size, True, build=lambda: set().union(*strs.sets(str_span), *nums.sets(num_span)), test=req.test
+        )
 
 
 # --- anchors: entries filed by one equality their constraint requires ----------------------------
@@ -549,9 +591,15 @@ def _without(node: Node, leaf: Compare) -> Node:
 
 
 @functools.lru_cache(maxsize=8192)
-def _compile_shared(node: Node) -> Evaluator:
-    # Entries whose residual constraints are equal share one evaluator, so a query memoises it.
-    return compile_node(node)
+def _residual(constraint: Constraint, anchor: tuple[str, str]) -> Evaluator:
+    # Cached, so entries with equal constraints and anchors share one evaluator, which a query
+    # then evaluates once for all of them.
+    return compile_node(_without(constraint.root, Compare(anchor[0], Op.EQ, anchor[1])))
+
+
+@functools.lru_cache(maxsize=8192)
+def _required_equalities(constraint: Constraint) -> tuple[tuple[str, str], ...]:
+    return constraint.required_equalities()
 
 
 # --- the index ----------------------------------------------------------------------------------
@@ -624,12 +672,17 @@ class MatchIndex:
     ids in insertion order and equal, always, what :func:`market.props.match` over every live entry
     would give; entries of the same owner (node identity) never match each other, as in yagna.
     Adding an id that is live raises :class:`DuplicateEntryError`; removing an unknown id is a
-    no-op, because unsubscribe and expiry may race.
+    no-op, because unsubscribe and expiry may race. Not thread-safe: one event loop owns it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, indexed_keys: Iterable[str] = STANDARD_KEYS) -> None:
+        """``indexed_keys`` are indexed from the start; any other key the first time a query
+        mentions it, which costs one pass over the live entries then."""
         self._offers = _Side("offer")
         self._demands = _Side("demand")
+        for key in indexed_keys:
+            self._offers.props.key(key)
+            self._demands.props.key(key)
 
     @property
     def offer_count(self) -> int:
@@ -683,7 +736,6 @@ def _entry(
     entry_id: str, owner: str, props: Mapping[str, Any], constraint: Constraint, other: _Side, own: _Side
 ) -> _Entry:
     anchor = _choose_anchor(constraint, other, own)
-    root = constraint.root
     return _Entry(
         id=entry_id,
         owner=owner,
@@ -691,11 +743,7 @@ def _entry(
         constraint=constraint,
         evaluate=constraint.evaluator,
         anchor=anchor,
-        residual=(
-            constraint.evaluator
-            if anchor is None
-            else _compile_shared(_without(root, Compare(anchor[0], Op.EQ, anchor[1])))
-        ),
+        residual=constraint.evaluator if anchor is None else _residual(constraint, anchor),
     )
 
 
@@ -707,8 +755,8 @@ def _choose_anchor(constraint: Constraint, other: _Side, own: _Side) -> tuple[st
     """
     best: tuple[int, int, int] | None = None
     chosen = None
-    for position, (key, text) in enumerate(constraint.required_equalities()):
-        plan = other.props.plan(_Equal(key, text, _number(text), parse_bool(text)))
+    for position, (key, text) in enumerate(_required_equalities(constraint)):
+        plan = other.props.plan(_equal(key, text))
         assert plan is not None
         rank = (plan.size, own.anchors.bucket_size(key, text), position)
         if best is None or rank < best:
@@ -732,16 +780,23 @@ def _match(side: _Side, owner: str, props: Mapping[str, Any], constraint: Constr
     evaluate = constraint.evaluator
     # Entries sharing a constraint (identical text is parsed once) or a residual share one evaluator,
     # so its verdict on the newcomer's properties is computed once per call.
-    verdicts: dict[int, Tri] = {}
+    verdicts: dict[Evaluator, Tri] = {}
     out: list[str] = []
-    for seq, entry in side.ordered(candidates):
+    entries = side.entries
+    walk: Iterable[tuple[int, _Entry]]
+    if len(candidates) == len(entries):  # candidates are live entries, so: all of them
+        walk = entries.items()
+    elif len(candidates) * 8 > len(entries):
+        walk = [(seq, entry) for seq, entry in entries.items() if seq in candidates]
+    else:
+        walk = [(seq, entries[seq]) for seq in sorted(candidates)]
+    for seq, entry in walk:
         if entry.owner == owner:
             continue
         check = entry.residual if seq in sure else entry.evaluate
-        key = id(check)
-        verdict = verdicts.get(key)
+        verdict = verdicts.get(check)
         if verdict is None:
-            verdict = verdicts[key] = check(props)
+            verdict = verdicts[check] = check(props)
         if verdict is _TRUE and (exact or evaluate(entry.props) is _TRUE):
             out.append(entry.id)
     return out

@@ -9,6 +9,7 @@ demand against every live offer, so this is the inner loop of the market.
 from __future__ import annotations
 
 import enum
+import functools
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -79,6 +80,20 @@ _ORDER: dict[Op, Callable[[Any, Any], bool]] = {
 
 def compile_node(node: Node) -> Evaluator:
     """Compile ``node`` into a function of flat properties."""
+    if isinstance(node, Compare | Present):
+        return _compile_leaf(node)
+    if isinstance(node, And):
+        return _compile_and(tuple(compile_node(c) for c in node.children))
+    if isinstance(node, Or):
+        return _compile_or(tuple(compile_node(c) for c in node.children))
+    return _compile_not(compile_node(node.child))
+
+
+@functools.lru_cache(maxsize=32768)
+def _compile_leaf(node: Compare | Present) -> Evaluator:
+    # Leaves recur across subscriptions ("(golem.com.pricing.model=linear)" is in every yapapi
+    # demand), and sharing their closures keeps a market of 100 000 entries from holding, and the
+    # garbage collector from scanning, 100 000 copies of each.
     if isinstance(node, Compare):
         if node.aspect is not None:
             # Properties carry no aspects in this system, so the comparison has nothing to read.
@@ -86,15 +101,9 @@ def compile_node(node: Node) -> Evaluator:
         if node.value_type is not None:
             return _compile_typed(node.name, node.op, node.value, node.value_type)
         return _compile_plain(node.name, node.op, node.value)
-    if isinstance(node, Present):
-        if node.aspect is not None:
-            return _constant(F)
-        return _compile_present(node.name)
-    if isinstance(node, And):
-        return _compile_and(tuple(compile_node(c) for c in node.children))
-    if isinstance(node, Or):
-        return _compile_or(tuple(compile_node(c) for c in node.children))
-    return _compile_not(compile_node(node.child))
+    if node.aspect is not None:
+        return _constant(F)
+    return _compile_present(node.name)
 
 
 def _constant(result: Tri) -> Evaluator:
@@ -279,7 +288,12 @@ def _compile_plain(name: str, op: Op, value: str) -> Evaluator:
             if t is float:
                 return T if x == number else F
             if t is int:
-                return T if number is not None and as_f64(x) == number else F
+                if number is None:
+                    return F
+                try:
+                    return T if float(x) == number else F
+                except OverflowError:  # beyond f64: yagna holds it as infinity
+                    return T if as_f64(x) == number else F
             if t is bool:
                 return T if x is flag else F
             if t is list:
@@ -298,7 +312,12 @@ def _compile_plain(name: str, op: Op, value: str) -> Evaluator:
         if t is float:
             return F if number is None else (T if cmp(x, number) else F)
         if t is int:
-            return F if number is None else (T if cmp(as_f64(x), number) else F)
+            if number is None:
+                return F
+            try:
+                return T if cmp(float(x), number) else F
+            except OverflowError:  # beyond f64: yagna holds it as infinity
+                return T if cmp(as_f64(x), number) else F
         if t is bool:
             return F if op is not Op.EQ or flag is None else (T if x is flag else F)
         if t is list:

@@ -11,11 +11,11 @@ containing ``=`` or a value containing ``)`` has no textual form, so such a node
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import TypeAlias
 
 __all__ = [
-    "ATTR_FORBIDDEN",
     "And",
     "Compare",
     "Node",
@@ -27,8 +27,8 @@ __all__ = [
     "to_text",
 ]
 
-ATTR_FORBIDDEN = frozenset("=<>~()[]")
-"""Characters that end or structure an attribute reference and so cannot be part of a name."""
+_FORBIDDEN = re.compile(r"[=<>~()\[\]\s]")
+"""Characters that end or structure an attribute reference, so no name or aspect contains them."""
 
 
 class Op(enum.Enum):
@@ -58,9 +58,9 @@ def _check_attr(name: str, aspect: str | None, value_type: ValueType | None) -> 
     if name[0] in "&|!":
         raise ValueError(f"attribute name must not start with {name[0]!r}: {name!r}")
     for part, what in ((name, "name"), (aspect or "", "aspect")):
-        bad = [c for c in part if c in ATTR_FORBIDDEN or c.isspace()]
+        bad = _FORBIDDEN.search(part)
         if bad:
-            raise ValueError(f"attribute {what} {part!r} contains {bad[0]!r}")
+            raise ValueError(f"attribute {what} {part!r} contains {bad.group()!r}")
     if aspect == "":
         raise ValueError("aspect must not be empty")
     if aspect is None and value_type is None and len(name) >= 2 and name[-2] == "$" and name[-1] in "vdt":

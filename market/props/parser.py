@@ -15,6 +15,7 @@ subscription cannot exhaust the recursion stack or the parse cache.
 
 from __future__ import annotations
 
+import re
 from typing import NoReturn
 
 from market.props.errors import ConstraintSyntaxError
@@ -28,7 +29,8 @@ MAX_DEPTH = 100
 """Deepest nesting of ``&``/``|``/``!`` groups accepted."""
 
 _OPERATORS = "one of '=', '<=', '>=', '<', '>'"
-_ATTR_END = frozenset("=<>~()")
+_WS = re.compile(r"\s*")
+_ATTR = re.compile(r"[^=<>~()\s]*")  # an attribute runs up to an operator, a parenthesis or a blank
 _TYPE_SUFFIX = {"v": ValueType.VERSION, "d": ValueType.DECIMAL, "t": ValueType.DATETIME}
 
 
@@ -59,10 +61,7 @@ class _Parser:
         return self.text[self.pos] if self.pos < len(self.text) else ""
 
     def skip_ws(self) -> None:
-        text, pos = self.text, self.pos
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        self.pos = pos
+        self.pos = _WS.match(self.text, self.pos).end()  # type: ignore[union-attr]  # always matches
 
     def expect_close(self) -> None:
         self.skip_ws()
@@ -106,10 +105,7 @@ class _Parser:
     def predicate(self) -> Node:
         text = self.text
         start = self.pos
-        pos = start
-        while pos < len(text) and text[pos] not in _ATTR_END and not text[pos].isspace():
-            pos += 1
-        self.pos = pos
+        pos = self.pos = _ATTR.match(text, start).end()  # type: ignore[union-attr]  # always matches
         if pos == start:
             if text[pos : pos + 1] in ("=", "<", ">", "~"):
                 self.fail("expected an attribute name before the operator")

@@ -157,9 +157,11 @@ def brute_force(
     return out
 
 
-def run_market(seed: int, n_offers: int, n_demands: int, n_queries: int) -> None:
+def run_market(seed: int, n_offers: int, n_demands: int, n_queries: int, *, eager: bool = False) -> None:
     rng = random.Random(seed)
-    index = MatchIndex()
+    # eager: every key indexed from the start; lazy: each key indexed when a query first needs it,
+    # i.e. after entries were added and removed
+    index = MatchIndex(indexed_keys=KEYS if eager else ())
     offers: dict[str, Entry] = {}
     demands: dict[str, Entry] = {}
     owners = ["alice", "bob", "carol"]
@@ -199,14 +201,14 @@ def run_market(seed: int, n_offers: int, n_demands: int, n_queries: int) -> None
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(min_value=0, max_value=2**32))
-def test_index_equals_brute_force_on_random_markets(seed: int) -> None:
-    run_market(seed, n_offers=40, n_demands=20, n_queries=8)
+@given(st.integers(min_value=0, max_value=2**32), st.booleans())
+def test_index_equals_brute_force_on_random_markets(seed: int, eager: bool) -> None:
+    run_market(seed, n_offers=40, n_demands=20, n_queries=8, eager=eager)
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_index_equals_brute_force_on_larger_markets(seed: int) -> None:
-    run_market(seed, n_offers=400, n_demands=150, n_queries=25)
+@pytest.mark.parametrize(("seed", "eager"), [(0, False), (1, True), (2, False)])
+def test_index_equals_brute_force_on_larger_markets(seed: int, eager: bool) -> None:
+    run_market(seed, n_offers=400, n_demands=150, n_queries=25, eager=eager)
 
 
 # --- realistic shapes -----------------------------------------------------------------------------

@@ -84,7 +84,8 @@ A = "golem.com.payment.platform.erc20-holesky-tglm.address"
     [
         (
             "golem.node.debug.subnet",
-            "demand constraint (golem.node.debug.subnet=public) is undefined: offer has no golem.node.debug.subnet",
+            "demand constraint (golem.node.debug.subnet=public) is undefined: "
+            "offer has no golem.node.debug.subnet",
         ),
         (A, f"demand constraint ({A}=*) is false: offer has no {A}"),
         (
@@ -94,7 +95,8 @@ A = "golem.com.payment.platform.erc20-holesky-tglm.address"
         ),
         (
             "golem.com.pricing.model",
-            "demand constraint (golem.com.pricing.model=linear) is undefined: offer has no golem.com.pricing.model",
+            "demand constraint (golem.com.pricing.model=linear) is undefined: "
+            "offer has no golem.com.pricing.model",
         ),
         (
             "golem.inf.mem.gib",
@@ -131,7 +133,8 @@ def test_each_required_offer_property_removed(key: str, explanation: str) -> Non
         (
             "golem.node.debug.subnet",
             "private",
-            'demand constraint (golem.node.debug.subnet=public) is false: offer has golem.node.debug.subnet = "private"',
+            "demand constraint (golem.node.debug.subnet=public) is false: "
+            'offer has golem.node.debug.subnet = "private"',
         ),
         (
             "golem.com.payment.protocol.version",
@@ -142,7 +145,8 @@ def test_each_required_offer_property_removed(key: str, explanation: str) -> Non
         (
             "golem.com.pricing.model",
             "fixed",
-            'demand constraint (golem.com.pricing.model=linear) is false: offer has golem.com.pricing.model = "fixed"',
+            "demand constraint (golem.com.pricing.model=linear) is false: "
+            'offer has golem.com.pricing.model = "fixed"',
         ),
         (
             "golem.inf.mem.gib",
@@ -214,7 +218,8 @@ def test_offer_side_failures_are_explained_with_the_demand_values() -> None:
     result = match(demand, demand_constraints, offer, OFFER_CONSTRAINTS)
     assert (result.demand_side, result.offer_side) == (Tri.TRUE, Tri.FALSE)
     assert result.explain() == (
-        'offer constraint (golem.node.debug.subnet=public) is false: demand has golem.node.debug.subnet = "devnet"'
+        "offer constraint (golem.node.debug.subnet=public) is false: "
+        'demand has golem.node.debug.subnet = "devnet"'
     )
     # with subnet agreed, the missing expiration is what is left: undefined, not false
     result = match(
@@ -225,7 +230,8 @@ def test_offer_side_failures_are_explained_with_the_demand_values() -> None:
     )
     assert result.offer_side is Tri.UNDEFINED
     assert result.explain() == (
-        f"offer constraint (golem.srv.comp.expiration>{NOW_MS}) is undefined: demand has no golem.srv.comp.expiration"
+        f"offer constraint (golem.srv.comp.expiration>{NOW_MS}) is undefined: "
+        f"demand has no golem.srv.comp.expiration"
     )
 
 
@@ -260,21 +266,24 @@ def test_both_sides_failing_are_both_explained() -> None:
             "(a[x]=1)",
             {"a": 1},
             [
-                "this constraint (a[x]=1) is undefined: the other side has no a[x] (properties carry no aspects)"
+                "this constraint (a[x]=1) is undefined: "
+                "the other side has no a[x] (properties carry no aspects)"
             ],
         ),
         (
             "(a>=abc)",
             {"a": 3},
             [
-                "this constraint (a>=abc) is false: the other side has a = 3 (the constraint value is not a number)"
+                "this constraint (a>=abc) is false: "
+                "the other side has a = 3 (the constraint value is not a number)"
             ],
         ),
         (
             "(a=maybe)",
             {"a": True},
             [
-                "this constraint (a=maybe) is false: the other side has a = true (the constraint value is not a boolean)"
+                "this constraint (a=maybe) is false: "
+                "the other side has a = true (the constraint value is not a boolean)"
             ],
         ),
         (
@@ -301,28 +310,32 @@ def test_both_sides_failing_are_both_explained() -> None:
             "(a$v>1.0)",
             {"a": "2.0.0"},
             [
-                'this constraint (a$v>1.0) is undefined: the other side has a = "2.0.0" (the constraint value is not a semantic version)'
+                "this constraint (a$v>1.0) is undefined: "
+                'the other side has a = "2.0.0" (the constraint value is not a semantic version)'
             ],
         ),
         (
             "(a$v>1.0.0)",
             {"a": "2.0"},
             [
-                'this constraint (a$v>1.0.0) is undefined: the other side has a = "2.0" (not a semantic version)'
+                "this constraint (a$v>1.0.0) is undefined: "
+                'the other side has a = "2.0" (not a semantic version)'
             ],
         ),
         (
             "(a$d>1.0)",
             {"a": 2},
             [
-                "this constraint (a$d>1.0) is undefined: the other side has a = 2 (only a string can be read as a decimal)"
+                "this constraint (a$d>1.0) is undefined: "
+                "the other side has a = 2 (only a string can be read as a decimal)"
             ],
         ),
         (
             "(a$t>2024-01-01T00:00:00Z)",
             {"a": "2023-01-01T00:00:00Z"},
             [
-                'this constraint (a$t>2024-01-01T00:00:00Z) is false: the other side has a = "2023-01-01T00:00:00Z"'
+                "this constraint (a$t>2024-01-01T00:00:00Z) is false: "
+                'the other side has a = "2023-01-01T00:00:00Z"'
             ],
         ),
     ],
