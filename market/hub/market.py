@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -22,7 +22,15 @@ from market.core.identity import verify_signature
 from market.core.ids import NodeId, new_id
 from market.core.statemachine import transition
 from market.hub.matching import MatchIndex
-from market.props import Constraint, ConstraintSyntaxError, PropertyError, Tri, flatten, parse_constraints
+from market.props import (
+    Constraint,
+    ConstraintSyntaxError,
+    PropertyError,
+    Tri,
+    flatten,
+    match,
+    parse_constraints,
+)
 from market.protocol.errors import (
     BadRequestError,
     ConflictError,
@@ -264,8 +272,6 @@ class Market:
         ours_ok = constraint.evaluate(prev.proposal.properties)
         theirs_ok = prev.constraint.evaluate(flat)
         if ours_ok is not Tri.TRUE or theirs_ok is not Tri.TRUE:
-            from market.props import match
-
             result = match(
                 *(
                     (flat, constraint, prev.proposal.properties, prev.constraint)
@@ -640,7 +646,3 @@ class Market:
             Deliver(NodeId(node), AgreementEvent(event_type=event_type, agreement=agreement, **extra))
             for node in (agreement.demand.requestor_id, agreement.offer.provider_id)
         ]
-
-
-def chain(*effect_lists: Iterable[Deliver]) -> list[Deliver]:
-    return [effect for effects in effect_lists for effect in effects]

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from market.client import MarketClient
-from market.core.clock import SystemClock, to_millis
+from market.core.clock import to_millis
 from market.core.identity import Identity
-from market.demo import PLATFORM, demo_demand, demo_offer
+from market.demo import demo_demand
 from market.hub.server import CLOSE_AUTH_FAILED, MarketNode, MarketNodeConfig
 from market.protocol.errors import (
     BadRequestError,
@@ -24,7 +24,7 @@ from market.protocol.errors import (
     RateLimitedError,
 )
 from market.protocol.messages import ProposalEvent, pack_binary, session_challenge_text
-from tests.integration.conftest import ClientFactory, in_an_hour
+from tests.integration.conftest import ClientFactory, in_an_hour, publish_pair, reach_provider_draft
 
 
 async def _raw_session(
@@ -215,29 +215,10 @@ async def test_limits_on_subscriptions_and_rate() -> None:
             await client.close()
 
 
-async def _negotiate_to_provider_draft(
-    provider: MarketClient, requestor: MarketClient
-) -> tuple[str, str, ProposalEvent]:
-    now = SystemClock().now()
-    offer_props, offer_cons = demo_offer(provider.identity, to_millis(now))
-    offer_id = await provider.subscribe_offer(offer_props, offer_cons, in_an_hour())
-    demand_props, demand_cons = demo_demand(requestor.identity, to_millis(in_an_hour()))
-    demand_id = await requestor.subscribe_demand(demand_props, demand_cons, in_an_hour())
-    initial = await requestor.next_event(demand_id, timeout=5)
-    assert isinstance(initial, ProposalEvent)
-    countered = dict(demand_props, **{"golem.com.payment.chosen-platform": PLATFORM})
-    await requestor.counter_proposal(demand_id, initial.proposal.proposal_id, countered, demand_cons)
-    draft = await provider.next_event(offer_id, timeout=5)
-    assert isinstance(draft, ProposalEvent)
-    await provider.counter_proposal(offer_id, draft.proposal.proposal_id, offer_props, offer_cons)
-    answer = await requestor.next_event(demand_id, timeout=5)
-    assert isinstance(answer, ProposalEvent)
-    return offer_id, demand_id, answer
-
-
 async def test_no_agreement_on_a_rejected_proposal(market_node: MarketNode, connect: ClientFactory) -> None:
     provider, requestor = await connect("p"), await connect("r")
-    offer_id, demand_id, answer = await _negotiate_to_provider_draft(provider, requestor)
+    offer_id, demand_id = await publish_pair(provider, requestor)
+    answer = await reach_provider_draft(provider, requestor, offer_id, demand_id)
     await requestor.reject_proposal(demand_id, answer.proposal.proposal_id, {"message": "Score too low"})
     rejected = await provider.next_event(offer_id, timeout=5)
     assert rejected.type == "proposal_rejected" and rejected.reason == {"message": "Score too low"}
@@ -248,7 +229,8 @@ async def test_no_agreement_on_a_rejected_proposal(market_node: MarketNode, conn
 
 async def test_stale_and_unknown_proposal_ids(market_node: MarketNode, connect: ClientFactory) -> None:
     provider, requestor = await connect("p"), await connect("r")
-    offer_id, demand_id, answer = await _negotiate_to_provider_draft(provider, requestor)
+    offer_id, demand_id = await publish_pair(provider, requestor)
+    answer = await reach_provider_draft(provider, requestor, offer_id, demand_id)
     props, cons = demo_demand(requestor.identity, to_millis(in_an_hour()))
     with pytest.raises(NotFoundError):
         await requestor.counter_proposal(demand_id, "f" * 32, props, cons)

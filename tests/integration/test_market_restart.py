@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 from market.client import MarketClient
-from market.core.clock import SystemClock, to_millis
+from market.core.clock import to_millis
 from market.core.identity import Identity
-from market.demo import PLATFORM, demo_demand, demo_offer
+from market.demo import demo_demand
 from market.hub.server import MarketNode, MarketNodeConfig
 from market.protocol.errors import MarketUnavailableError
 from market.protocol.messages import AgreementEventType, ProposalEvent
-from tests.integration.conftest import in_an_hour
+from tests.integration.conftest import in_an_hour, publish_pair, reach_provider_draft
 
 
 async def _wait_until(predicate: object, timeout: float = 10.0) -> None:
@@ -22,17 +22,7 @@ async def _wait_until(predicate: object, timeout: float = 10.0) -> None:
 
 async def _agree(provider: MarketClient, requestor: MarketClient, offer_id: str, demand_id: str) -> str:
     """Run a negotiation from the first Initial proposal on ``demand_id`` to an approved agreement."""
-    props, cons = demo_demand(requestor.identity, to_millis(in_an_hour()))
-    offer_props, offer_cons = demo_offer(provider.identity, to_millis(SystemClock().now()))
-    initial = await requestor.next_event(demand_id, timeout=10)
-    assert isinstance(initial, ProposalEvent)
-    countered = dict(props, **{"golem.com.payment.chosen-platform": PLATFORM})
-    await requestor.counter_proposal(demand_id, initial.proposal.proposal_id, countered, cons)
-    draft = await provider.next_event(offer_id, timeout=10)
-    assert isinstance(draft, ProposalEvent)
-    await provider.counter_proposal(offer_id, draft.proposal.proposal_id, offer_props, offer_cons)
-    answer = await requestor.next_event(demand_id, timeout=10)
-    assert isinstance(answer, ProposalEvent)
+    answer = await reach_provider_draft(provider, requestor, offer_id, demand_id)
     agreement = await requestor.create_agreement(answer.proposal.proposal_id, in_an_hour())
     await requestor.confirm_agreement(agreement)
     proposed = await provider.next_agreement_event(timeout=10)
@@ -57,14 +47,12 @@ async def test_restart_during_negotiation() -> None:
     try:
         await provider.connect()
         await requestor.connect()
-        offer_props, offer_cons = demo_offer(provider.identity, to_millis(SystemClock().now()))
-        offer_id = await provider.subscribe_offer(offer_props, offer_cons, in_an_hour())
-        demand_props, demand_cons = demo_demand(requestor.identity, to_millis(in_an_hour()))
-        demand_id = await requestor.subscribe_demand(demand_props, demand_cons, in_an_hour())
+        offer_id, demand_id = await publish_pair(provider, requestor)
         # One agreement completes before the restart; it must survive it.
         approved_id = await _agree(provider, requestor, offer_id, demand_id)
         # A second negotiation is under way (the requestor holds an Initial proposal) ...
         await requestor.unsubscribe(demand_id)
+        demand_props, demand_cons = demo_demand(requestor.identity, to_millis(in_an_hour()))
         demand_id = await requestor.subscribe_demand(demand_props, demand_cons, in_an_hour())
         in_flight = await requestor.next_event(demand_id, timeout=10)
         assert isinstance(in_flight, ProposalEvent)
