@@ -1,6 +1,9 @@
 """Exe units: where requestors' work runs.
 
-ExeScript and Activity models, the runtime protocol, the Docker (``vm``) and WebAssembly
-(``wasmtime``) runtimes, package download and verification, usage counters. Built in a later step;
-this package holds nothing yet.
+An activity is one exe unit: a Docker container (runtime ``vm``) or a WebAssembly instance (runtime
+``wasmtime``) behind the :class:`~exeunits.runtime.base.ExeUnitRuntime` protocol. ExeScript batches
+(:mod:`exeunits.script`) are run command by command by :mod:`exeunits.batch`, which keeps the
+activity's state machine, streams runtime events and enforces timeouts. Packages are downloaded,
+verified by their sha3-224 and cached by :mod:`exeunits.package`; :mod:`exeunits.transfer` moves
+files between ``container:``, ``http(s)://`` and (through a resolver the daemons supply) ``gftp://``.
 """

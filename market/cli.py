@@ -6,22 +6,11 @@ group (see pyproject.toml), so this root never imports the packages layered abov
 
 from __future__ import annotations
 
-import os
 from importlib.metadata import entry_points, version
-from pathlib import Path
 
 import click
 
 from market.core.logging import setup_logging
-
-
-def data_dir() -> Path:
-    """Where daemons and the CLI keep state unless told otherwise (``GOLEM_DATA_DIR``)."""
-    explicit = os.environ.get("GOLEM_DATA_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "golem"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from market.core.config import data_dir
 from market.core.errors import IdentityError
 from market.core.identity import (
     DEFAULT_KDF_WORK,
@@ -24,8 +25,6 @@ def _prompt() -> str:
 
 
 def default_keystore() -> Path:
-    from market.cli import data_dir
-
     return data_dir() / "identity" / "keystore.json"
 
 

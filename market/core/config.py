@@ -20,6 +20,15 @@ from market.core.errors import ConfigError
 C = TypeVar("C", bound=BaseModel)
 
 
+def data_dir() -> Path:
+    """Where daemons and the CLI keep state unless told otherwise (``GOLEM_DATA_DIR``)."""
+    explicit = os.environ.get("GOLEM_DATA_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "golem"
+
+
 def load_config(
     model: type[C],
     *,

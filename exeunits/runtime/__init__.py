@@ -1,0 +1,1 @@
+"""Runtimes behind the :class:`~exeunits.runtime.base.ExeUnitRuntime` protocol."""
