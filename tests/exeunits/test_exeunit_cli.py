@@ -120,3 +120,50 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> object:
     from exeunits.payloads.image import build_busybox_image
 
     return build_busybox_image(tmp_path_factory.mktemp("image"))
+
+
+async def test_wasm_transfers_in_and_out(tmp_path: Path) -> None:
+    from exeunits.payloads.wasm import build_module
+
+    module = tmp_path / "copy.wasm"
+    module.write_bytes(build_module("copy"))
+    local_in, local_out = tmp_path / "in.txt", tmp_path / "out.txt"
+    local_in.write_text("wasm payload\n")
+    script = write_script(
+        tmp_path / "s.json",
+        [
+            {"transfer": {"from": f"file://{local_in}", "to": "container:/golem/input/in.txt"}},
+            {"run": {"entry_point": "main", "capture": STREAM}},
+            {"transfer": {"from": "container:/golem/output/out.txt", "to": f"file://{local_out}"}},
+        ],
+    )
+    code, out, err = await golem("exeunit", "run", str(module), str(script), data_dir=tmp_path / "d")
+    assert code == 0, out + err
+    assert local_out.read_bytes() == b"WASM PAYLOAD\n"  # the module upper-cases what it copies
+
+
+async def test_failing_command_result_carries_exit_code_and_stderr(
+    tmp_path: Path, busybox_image: object
+) -> None:
+    archive = busybox_image.archive  # type: ignore[attr-defined]
+    script = write_script(
+        tmp_path / "s.json",
+        [
+            {"run": {"entry_point": "/bin/sh", "args": ["-c", "echo oops >&2; exit 7"], "capture": STREAM}},
+            {"run": {"entry_point": "/bin/echo", "args": ["never"], "capture": STREAM}},
+        ],
+    )
+    code, out, _ = await golem("exeunit", "run", str(archive), str(script), "--json", data_dir=tmp_path / "d")
+    assert code == 1
+    lines = [json.loads(line) for line in out.splitlines()]
+    results = [line["result"] for line in lines if "result" in line]
+    assert [r["result"] for r in results] == ["Ok", "Ok", "Error"]  # deploy, start, the failing run
+    failed = results[-1]
+    assert failed["isBatchFinished"] and failed["stderr"] == "oops\n" and "code 7" in failed["message"]
+    finished = [
+        line["event"]["kind"]["finished"]
+        for line in lines
+        if "finished" in line.get("event", {}).get("kind", {})
+    ]
+    assert finished[-1]["return_code"] == 7
+    assert all(line["event"]["index"] <= 2 for line in lines if "event" in line)  # nothing ran after it
