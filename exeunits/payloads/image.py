@@ -28,6 +28,7 @@ import docker
 import docker.errors
 
 from exeunits.errors import PackageError, RuntimeUnavailableError
+from exeunits.package import sha3_224_file
 
 BUSYBOX = Path("/usr/bin/busybox")
 APPLETS = (
@@ -104,15 +105,6 @@ def build_busybox_image(
         client.close()
     sidecar.write_text(f"{digest}\n{recipe}\n")
     return BuiltImage(archive, digest, tag, archive.stat().st_size)
-
-
-def sha3_224_file(path: Path) -> str:
-    """The sha3-224 of a file, read in chunks (packages can be large)."""
-    digest = hashlib.sha3_224()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _reuse(archive: Path, sidecar: Path, recipe: str) -> str | None:
