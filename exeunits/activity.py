@@ -68,6 +68,10 @@ class Batch:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def wait_changed(self) -> None:
+        """Return at the next new event or result."""
+        await self._changed.wait()
+
     def add_event(self, event: RuntimeEvent) -> None:
         self.events.append(event)
         self._notify()
@@ -106,7 +110,7 @@ class Batch:
                 position += 1
             if self.finished:
                 return
-            await self._changed.wait()
+            await self.wait_changed()
 
 
 class _Output:
