@@ -52,6 +52,10 @@ class Route:
     errors: tuple[int, ...] = ()
     """Error statuses the endpoint answers on purpose; each carries an ``ErrorMessage`` body."""
     description: str = ""
+    body: Any = None
+    """The JSON request body: a pydantic model class or any ``TypeAdapter`` type; None for none."""
+    success_status: int = 200
+    """The status of the successful answer (201 for creations, 204 for no content)."""
 
     @property
     def path_params(self) -> list[str]:
@@ -129,14 +133,12 @@ def _operation(route: Route, components: _Components, error_model: type[BaseMode
     ]
     if route.query is not None:
         parameters += _query_parameters(route.query)
-    responses: JsonSchema = {
-        "200": {
-            "description": "OK",
-            "content": {
-                "application/json": {"schema": components.schema_of(route.response, "serialization")}
-            },
+    success: JsonSchema = {"description": HTTPStatus(route.success_status).phrase}
+    if route.response is not None:
+        success["content"] = {
+            "application/json": {"schema": components.schema_of(route.response, "serialization")}
         }
-    }
+    responses: JsonSchema = {str(route.success_status): success}
     for status in route.errors:
         responses[str(status)] = {
             "description": HTTPStatus(status).phrase,
@@ -155,6 +157,11 @@ def _operation(route: Route, components: _Components, error_model: type[BaseMode
         operation["description"] = route.description
     if parameters:
         operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": components.schema_of(route.body, "validation")}},
+        }
     return operation
 
 
