@@ -19,6 +19,7 @@ from exeunits.script import parse_exescript
 from market.client.relay import RelayRouter, RelayRpcError
 from market.core.errors import GolemError
 from market.core.ids import NodeId
+from market.protocol.messages import Agreement, AgreementState
 
 USAGE_COUNTERS = {"golem.usage.cpu_sec": "cpuSec", "golem.usage.duration_sec": "durationSec"}
 
@@ -41,6 +42,33 @@ class AgreementDirectory(Protocol):
     def usage_vector(self, agreement_id: str) -> list[str]:
         """The agreement's ``golem.com.usage.vector``."""
         ...
+
+
+class ApprovedAgreements:
+    """:class:`AgreementDirectory` over the requestor's market service: approved agreements only."""
+
+    def __init__(self, market: AgreementSource) -> None:
+        self.market = market
+
+    def _approved(self, agreement_id: str) -> Agreement | None:
+        try:
+            agreement = self.market.agreement(agreement_id)
+        except GolemError:
+            return None
+        return agreement if agreement.state is AgreementState.APPROVED else None
+
+    def provider_of(self, agreement_id: str) -> NodeId | None:
+        agreement = self._approved(agreement_id)
+        return None if agreement is None else NodeId(agreement.offer.provider_id)
+
+    def usage_vector(self, agreement_id: str) -> list[str]:
+        agreement = self._approved(agreement_id)
+        vector = agreement.offer.properties.get("golem.com.usage.vector") if agreement else None
+        return [str(name) for name in vector] if isinstance(vector, list) else list(USAGE_COUNTERS)
+
+
+class AgreementSource(Protocol):
+    def agreement(self, agreement_id: str) -> Agreement: ...
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The standard negotiator components; each owns one concern and is configured by its constructor."""
