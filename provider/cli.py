@@ -150,6 +150,11 @@ def run(
 
 
 async def _run(config: ProviderConfig, identity: Identity) -> None:
+    from payments.driver import DummyDriver
+    from payments.exchange import PaymentExchange
+    from payments.service import ProviderPayments
+    from payments.store import PaymentStore
+    from provider.billing import ProviderBilling
     from provider.daemon import ProviderDaemon
     from provider.execution import ProviderExecution
 
@@ -157,7 +162,16 @@ async def _run(config: ProviderConfig, identity: Identity) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with ProviderDaemon(config, identity) as daemon, ProviderExecution(daemon) as execution:
+    store = PaymentStore.open(config.data_dir / "payments.db")
+    # Only the dummy driver exists so far; it verifies nothing on a chain (the ERC-20 driver is next).
+    drivers = [DummyDriver(platform_names=("dummy-holesky-tglm", "dummy-glm"))]
+    payments = ProviderPayments(store, identity=identity.node_id, drivers=drivers)
+    async with (
+        ProviderDaemon(config, identity) as daemon,
+        ProviderExecution(daemon) as execution,
+        PaymentExchange(execution.router, payments) as exchange,
+        ProviderBilling(daemon, execution, payments, exchange),
+    ):
         click.echo(
             f"provider {config.node_name} ({daemon.node_id}) on {config.market_url}, "
             f"subnet {config.subnet}, status API {daemon.status_url or 'off'}, "
@@ -165,6 +179,7 @@ async def _run(config: ProviderConfig, identity: Identity) -> None:
         )
         await stop.wait()
         click.echo("shutting down")
+    store.close()
 
 
 # --- presets ----------------------------------------------------------------------------------------

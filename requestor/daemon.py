@@ -33,6 +33,7 @@ from market.core.storage import open_database
 from market.protocol.errors import MarketUnavailableError
 from payments.api import build_payment_api
 from payments.driver import DummyDriver
+from payments.exchange import PaymentExchange
 from payments.service import RequestorPayments
 from payments.store import PaymentStore
 from requestor.activities import ApprovedAgreements, RequestorActivities
@@ -105,6 +106,8 @@ class RequestorDaemon:
             default_platform=DUMMY_PLATFORMS[0],
         )
         add_api(self.app, "/payment-api/v1", build_payment_api(self.payments))
+        self.payment_exchange = PaymentExchange(self.relay, self.payments, retry_interval=0.5)
+        self.payment_exchange.register()
         self.port: int = config.port
         self._runner: web.AppRunner | None = None
         self._closed = False
@@ -129,6 +132,8 @@ class RequestorDaemon:
             log.warning("no market node at %s yet; still trying", self.config.market_url)
         await self.market.start()
         await self.relay.start()
+        await self.payments.resume()
+        await self.payment_exchange.start()
         runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
@@ -148,6 +153,7 @@ class RequestorDaemon:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.payment_exchange.close()
         await self.files.aclose()
         await self.relay.close()
         await self.market.close()

@@ -1,0 +1,39 @@
+"""Hello world in yapapi's task model: one task runs `date` on a provider and prints the result.
+
+    golem requestor run blueprints/scripts/hello.py --image-hash HASH --image-url URL
+
+Written against yapapi 0.13.1 exactly as its users write scripts; nothing here knows our daemon.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterable
+
+from yapapi import Golem, Task, WorkContext
+from yapapi.payload import vm
+
+
+async def worker(context: WorkContext, tasks: AsyncIterable[Task]) -> None:
+    async for task in tasks:
+        script = context.new_script()
+        future_result = script.run("/bin/sh", "-c", "date")
+        yield script
+        task.accept_result(result=await future_result)
+
+
+async def main(image_hash: str, image_url: str) -> None:
+    package = await vm.repo(image_hash=image_hash, image_url=image_url)
+    tasks = [Task(data=None)]
+    async with Golem(budget=1.0, subnet_tag="public") as golem:
+        async for completed in golem.execute_tasks(worker, tasks, payload=package):
+            print(completed.result.stdout)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--image-hash", required=True)
+    parser.add_argument("--image-url", required=True)
+    args = parser.parse_args()
+    asyncio.run(main(args.image_hash, args.image_url))
