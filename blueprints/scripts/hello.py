@@ -9,26 +9,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 
 from yapapi import Golem, Task, WorkContext
+from yapapi.events import CommandEvent
 from yapapi.payload import vm
+from yapapi.script import Script
 
 
-async def worker(context: WorkContext, tasks: AsyncIterable[Task]) -> None:
+async def worker(
+    context: WorkContext, tasks: AsyncIterator[Task[None, str]]
+) -> AsyncGenerator[Script, Awaitable[list[CommandEvent]]]:
     async for task in tasks:
         script = context.new_script()
         future_result = script.run("/bin/sh", "-c", "date")
         yield script
-        task.accept_result(result=await future_result)
+        result = await future_result
+        task.accept_result(result=result.stdout)
 
 
 async def main(image_hash: str, image_url: str) -> None:
     package = await vm.repo(image_hash=image_hash, image_url=image_url)
-    tasks = [Task(data=None)]
+    tasks: list[Task[None, str]] = [Task(data=None)]
     async with Golem(budget=1.0, subnet_tag="public") as golem:
         async for completed in golem.execute_tasks(worker, tasks, payload=package):
-            print(completed.result.stdout)
+            print(completed.result)
 
 
 if __name__ == "__main__":
