@@ -1,7 +1,8 @@
 """Hello world in yapapi's task model: one task runs `date` on a provider and prints the result.
 
-    golem requestor run blueprints/scripts/hello.py --image-hash HASH --image-url URL
+    python blueprints/scripts/hello.py --image-hash HASH --image-url URL
 
+(with YAGNA_APPKEY / YAGNA_API_URL set as in the README).
 Written against yapapi 0.13.1 exactly as its users write scripts; nothing here knows our daemon.
 """
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import aiohttp
 from aiohttp import web
 
 GOLEM = [sys.executable, "-c", "from market.cli import main; main()"]
@@ -154,3 +155,33 @@ async def local_network(root: Path, image: Path, *, providers: int = 1) -> Async
                     await process.proc.wait()
             process.handle.close()
         await runner.cleanup()
+
+
+async def run_script(net: Network, script: Path, *args: str, timeout: float = 180) -> tuple[int, str]:
+    """Run a yapapi script against ``net``; its exit code and combined output."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        *args,
+        env=net.env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode()
+
+
+async def invoices(net: Network) -> list[dict[str, object]]:
+    """The invoices the requestor received, through its Payment API."""
+    headers = {"Authorization": f"Bearer {net.app_key}"}
+    async with (
+        aiohttp.ClientSession(headers=headers) as http,
+        http.get(f"{net.requestor_url}/payment-api/v1/invoices") as response,
+    ):
+        found: list[dict[str, object]] = await response.json()
+        return found
