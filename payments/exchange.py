@@ -38,8 +38,10 @@ class PaymentExchange:
         self.router = router
         self.side = side
         self.retry_interval = retry_interval
+        self.refused_backoff = 30.0
         self._wake = asyncio.Event()
         self._pump: asyncio.Task[None] | None = None
+        self._refused_until: dict[int, float] = {}
 
     def register(self) -> None:
         self.router.handle(METHOD, self._receive)
@@ -80,7 +82,10 @@ class PaymentExchange:
     async def deliver_pending(self) -> int:
         """Try every undelivered item once, oldest first; returns how many got through."""
         delivered = 0
+        now = asyncio.get_running_loop().time()
         for seq, kind, document_id, body in self.side.undelivered():
+            if self._refused_until.get(seq, 0.0) > now:
+                continue
             peer = self._peer(kind, document_id, body)
             if peer is None:
                 log.error("no recipient known for %s %s; it stays queued", kind, document_id)
@@ -91,7 +96,18 @@ class PaymentExchange:
                 log.info("%s %s not delivered to %s yet: %s", kind, document_id, peer, exc)
                 if exc.code in ("not_connected", "timeout", "closed", "not_found"):
                     break  # keep the order: retry from here later
+                # The peer refused it: a bug or a dispute, not a hiccup. Keep it, but ask again later.
+                log.warning(
+                    "%s %s refused by %s: %s; retrying in %.0f s",
+                    kind,
+                    document_id,
+                    peer,
+                    exc,
+                    self.refused_backoff,
+                )
+                self._refused_until[seq] = now + self.refused_backoff
                 continue
+            self._refused_until.pop(seq, None)
             self.side.mark_delivered(seq)
             delivered += 1
         return delivered

@@ -163,8 +163,9 @@ async def _run(config: ProviderConfig, identity: Identity) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     store = PaymentStore.open(config.data_dir / "payments.db")
-    # Only the dummy driver exists so far; it verifies nothing on a chain (the ERC-20 driver is next).
-    drivers = [DummyDriver(platform_names=("dummy-holesky-tglm", "dummy-glm"))]
+    # Only the dummy driver exists so far: no chain, so a requestor's dummy payment is taken on trust
+    # (the ERC-20 driver, next, verifies receipts and Transfer logs).
+    drivers = [DummyDriver(platform_names=("dummy-holesky-tglm", "dummy-glm"), trust_remote_claims=True)]
     payments = ProviderPayments(store, identity=identity.node_id, drivers=drivers)
     async with (
         ProviderDaemon(config, identity) as daemon,

@@ -392,6 +392,9 @@ class ProviderDaemon:
             case NotifyAgreementEnded():
                 log.info("agreement %s ended: %s", effect.record.agreement_id, effect.record.state.value)
                 await self._notify(self._ended_callbacks, effect.record)
+                # Capacity is free again: fresh offers make the market propose us anew to live
+                # demands (as ya-provider does), so a requestor can make a new agreement with us.
+                self._republish_now.set()
 
     async def _notify(self, callbacks: list[AgreementCallback], record: AgreementRecord) -> None:
         for callback in callbacks:

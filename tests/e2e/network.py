@@ -49,6 +49,7 @@ class Network:
             YAGNA_PAYMENT_DRIVER="dummy",
             YAGNA_PAYMENT_NETWORK="holesky",
             YAGNA_SUBNET="public",
+            PYTHONUNBUFFERED="1",
             **extra,
         )
 
