@@ -18,6 +18,8 @@ import json
 import os
 import secrets
 import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +220,44 @@ def app_key_list(data_dir: Path | None, as_json: bool) -> None:
         click.echo("no app keys; create one with `golem requestor app-key create NAME`")
     for k in keys:
         click.echo(f"{k.name:<24} {k.identity}  {k.created.isoformat(timespec='seconds')}")
+
+
+@requestor.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@data_dir_option
+@click.option("--market", default=None, help="Market node WebSocket, for a daemon started here.")
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run(data_dir: Path | None, market: str | None, script: Path, args: tuple[str, ...]) -> None:
+    """Run a yapapi SCRIPT with ARGS against this node's requestor daemon.
+
+    Sets YAGNA_APPKEY and YAGNA_API_URL, puts our gftp on PATH, and starts a daemon for the length
+    of the script if none answers at the configured address. Exits with the script's exit code.
+    """
+    from requestor.runner import (
+        RunnerError,
+        daemon_answers,
+        run_key,
+        script_environment,
+        start_daemon,
+        stop_daemon,
+    )
+
+    config = _config(data_dir, market_url=market)
+    identity = ensure_keystore(config)
+    key = run_key(config, identity, _store(config))
+    url = f"http://{config.host}:{config.port}"
+    started = None
+    try:
+        if not daemon_answers(url, key):
+            click.echo(
+                f"no requestor daemon at {url}; starting one (log: {config.data_dir / 'daemon.log'})",
+                err=True,
+            )
+            started, url = start_daemon(config, config.data_dir / "daemon.log")
+        code = subprocess.call([sys.executable, str(script), *args], env=script_environment(url, key))
+    except RunnerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if started is not None:
+            stop_daemon(started)
+    sys.exit(code)

@@ -81,7 +81,9 @@ async def _start(
 
 
 @asynccontextmanager
-async def local_network(root: Path, image: Path, *, providers: int = 1) -> AsyncIterator[Network]:
+async def local_network(
+    root: Path, image: Path, *, providers: int = 1, requestor: bool = True
+) -> AsyncIterator[Network]:
     network = Network(root)
     app = web.Application()
     app.router.add_static("/images", image.parent)
@@ -115,6 +117,9 @@ async def local_network(root: Path, image: Path, *, providers: int = 1) -> Async
                 pattern=r"(provider-\d+)",
                 env=env,
             )
+        if not requestor:
+            yield network
+            return
         data = root / "requestor"
         key = await asyncio.create_subprocess_exec(
             *GOLEM,
