@@ -171,7 +171,9 @@ async def _run(config: ProviderConfig, identity: Identity) -> None:
         ProviderDaemon(config, identity) as daemon,
         ProviderExecution(daemon) as execution,
         PaymentExchange(execution.router, payments) as exchange,
-        ProviderBilling(daemon, execution, payments, exchange),
+        ProviderBilling(
+            daemon, execution, payments, exchange, default_interval=float(config.debit_note_interval_sec)
+        ),
     ):
         click.echo(
             f"provider {config.node_name} ({daemon.node_id}) on {config.market_url}, "

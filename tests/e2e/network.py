@@ -82,7 +82,12 @@ async def _start(
 
 @asynccontextmanager
 async def local_network(
-    root: Path, image: Path, *, providers: int = 1, requestor: bool = True
+    root: Path,
+    image: Path,
+    *,
+    providers: int = 1,
+    requestor: bool = True,
+    provider_env: dict[str, str] | None = None,
 ) -> AsyncIterator[Network]:
     network = Network(root)
     app = web.Application()
@@ -99,7 +104,10 @@ async def local_network(
         network.market_ws = url.replace("http://", "ws://") + "/ws"
         for n in range(1, providers + 1):
             env = dict(
-                os.environ, GOLEM_PROVIDER_PAYMENT_PLATFORM="dummy-holesky-tglm", GOLEM_LOG_LEVEL="INFO"
+                os.environ,
+                GOLEM_PROVIDER_PAYMENT_PLATFORM="dummy-holesky-tglm",
+                GOLEM_LOG_LEVEL="INFO",
+                **(provider_env or {}),
             )
             await _start(
                 network,
@@ -184,10 +192,19 @@ async def run_script(net: Network, script: Path, *args: str, timeout: float = 18
 
 async def invoices(net: Network) -> list[dict[str, object]]:
     """The invoices the requestor received, through its Payment API."""
+    return await _payment_api(net, "invoices")
+
+
+async def debit_notes(net: Network) -> list[dict[str, object]]:
+    """The debit notes the requestor received, through its Payment API."""
+    return await _payment_api(net, "debitNotes")
+
+
+async def _payment_api(net: Network, path: str) -> list[dict[str, object]]:
     headers = {"Authorization": f"Bearer {net.app_key}"}
     async with (
         aiohttp.ClientSession(headers=headers) as http,
-        http.get(f"{net.requestor_url}/payment-api/v1/invoices") as response,
+        http.get(f"{net.requestor_url}/payment-api/v1/{path}") as response,
     ):
         found: list[dict[str, object]] = await response.json()
         return found

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.network import invoices, local_network, run_script
+from tests.e2e.network import debit_notes, invoices, local_network, run_script
 
 SERVICE = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "service.py"
 
@@ -16,16 +16,28 @@ SERVICE = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "serv
 @pytest.mark.timeout(240)
 async def test_two_service_instances(tmp_path: Path, busybox: object) -> None:
     image, digest = busybox.archive, busybox.sha3_224  # type: ignore[attr-defined]
-    async with local_network(tmp_path, image, providers=2) as net:
-        code, text = await run_script(net, SERVICE, "--image-hash", digest, "--image-url", net.image_url)
+    # Debit notes every second (instead of 120 s) so this short run sees several and accepts them.
+    fast_billing = {
+        "GOLEM_PROVIDER_DEBIT_NOTE_INTERVAL_SEC": "1",
+        "GOLEM_PROVIDER_MIN_DEBIT_NOTE_INTERVAL_SEC": "1",
+    }
+    async with local_network(tmp_path, image, providers=2, provider_env=fast_billing) as net:
+        code, text = await run_script(
+            net, SERVICE, "--image-hash", digest, "--image-url", net.image_url, "--rounds", "6"
+        )
         assert code == 0, text + net.logs()
         assert "ERROR" not in text and "Traceback" not in text, text
         assert "2 instances running" in text and "all instances stopped" in text, text
         reports = re.findall(r"^instance (provider-\d) round (\d): count (\d+)$", text, re.MULTILINE)
         for provider in ("provider-1", "provider-2"):
             counts = [int(c) for p, _, c in reports if p == provider]
-            assert len(counts) == 3, text
+            assert len(counts) == 6, text
             # The counter started by one command kept running between the later ones.
             assert counts[0] > 0 and counts == sorted(counts) and counts[-1] > counts[0], counts
         received = await invoices(net)
         assert len(received) == 2 and all(i["status"] in ("ACCEPTED", "SETTLED") for i in received), received
+        notes = await debit_notes(net)
+        assert len(notes) >= 2, notes  # at least one per running activity
+        # Accepted by yapapi; settled by the invoice payment that covers them.
+        assert all(n["status"] in ("ACCEPTED", "SETTLED") for n in notes), [n["status"] for n in notes]
+        assert all(float(str(n["totalAmountDue"])) > 0 for n in notes), notes
