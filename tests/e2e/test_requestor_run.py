@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.network import GOLEM, local_network
+from blueprints.localnet import GOLEM, local_network
 
 HELLO = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "hello.py"
 

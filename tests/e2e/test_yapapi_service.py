@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.network import debit_notes, invoices, local_network, run_script
+from blueprints.localnet import debit_notes, invoices, local_network, run_script
 
 SERVICE = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "service.py"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.network import invoices, local_network, run_script
+from blueprints.localnet import invoices, local_network, run_script
 
 TASKS = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "tasks.py"
 

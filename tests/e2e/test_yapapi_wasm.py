@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from blueprints.localnet import invoices, local_network, run_script
 from exeunits.payloads.wasm import build_module
-from tests.e2e.network import invoices, local_network, run_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "wasm_hello.py"
 

@@ -1,5 +1,10 @@
-"""A whole local network of real processes for end-to-end tests: a market node, providers and a
-requestor daemon on loopback, plus an HTTP server for payload images."""
+"""A whole local network of real processes on loopback: a market node, providers (Docker and
+wasmtime, dummy payments) and a requestor daemon, plus an HTTP server for payload images.
+
+The quickstart (``python -m blueprints.quickstart``) and the end-to-end tests run on it; it is the
+seed of ``golem devnet up``. Each process logs to ``<root>/<name>.log``; everything is stopped (SIGTERM,
+then SIGKILL) when the context ends.
+"""
 
 from __future__ import annotations
 
