@@ -15,7 +15,6 @@ reports whether the committed file is stale).
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import logging
@@ -32,7 +31,7 @@ from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter, ValidationErr
 from market.core.errors import GolemError, InvalidTransition
 from market.core.logging import correlated
 from market.core.wire import RequestModel
-from market.hub.openapi import REF_TEMPLATE, Route, build_document, render
+from market.hub.openapi import REF_TEMPLATE, Route, build_document, document_cli, render
 from payments.allocation import Allocation as AllocationRecord
 from payments.errors import (
     AllocationError,
@@ -631,21 +630,7 @@ def build_payment_api(service: RequestorPayments) -> web.Application:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or ``--check``) the committed OpenAPI document of the Payment API."""
-    parser = argparse.ArgumentParser(prog="python -m payments.api", description=main.__doc__)
-    parser.add_argument("--check", action="store_true", help="only report whether the file is stale")
-    parser.add_argument("--output", type=Path, default=COMMITTED_PATH, help="where to write the document")
-    args = parser.parse_args(argv)
-    text = generated_text()
-    output: Path = args.output
-    if args.check:
-        current = output.read_text(encoding="utf-8") if output.exists() else None
-        if current != text:
-            print(f"{output} is stale; run `python -m payments.api`", file=sys.stderr)
-            return 1
-        return 0
-    output.write_text(text, encoding="utf-8")
-    print(f"wrote {output}")
-    return 0
+    return document_cli("payments.api", generated_text(), COMMITTED_PATH, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ become HTTP statuses. The OpenAPI document is generated from :data:`ROUTES` and 
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import sys
@@ -27,7 +26,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from market.core.wire import RequestModel, WireModel
 from market.hub.api_models import ErrorMessage, Timestamp
-from market.hub.openapi import Route, build_document, render
+from market.hub.openapi import Route, build_document, document_cli, render
 from market.protocol.messages import AgreementState
 
 log = logging.getLogger(__name__)
@@ -239,19 +238,7 @@ def build_status_api(view: ProviderView) -> web.Application:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write (or ``--check``) the committed OpenAPI document of the provider status API."""
-    parser = argparse.ArgumentParser(prog="python -m provider.status_api", description=main.__doc__)
-    parser.add_argument("--check", action="store_true", help="only report whether the file is stale")
-    args = parser.parse_args(argv)
-    text = _openapi_text()
-    if args.check:
-        current = COMMITTED_PATH.read_text(encoding="utf-8") if COMMITTED_PATH.exists() else None
-        if current != text:
-            print(f"{COMMITTED_PATH} is stale; run `python -m provider.status_api`", file=sys.stderr)
-            return 1
-        return 0
-    COMMITTED_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {COMMITTED_PATH}")
-    return 0
+    return document_cli("provider.status_api", _openapi_text(), COMMITTED_PATH, argv)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from aiohttp import web
 from pydantic import Field, ValidationError
 
 from market.core.wire import RequestModel, WireModel
-from market.hub.openapi import Route, build_document, render
+from market.hub.openapi import Route, build_document, document_cli, render
 from requestor.activities import ActivityApiError, RequestorActivities
 
 log = logging.getLogger(__name__)
@@ -311,4 +312,4 @@ def build_activity_api(service: RequestorActivities) -> web.Application:
 
 
 if __name__ == "__main__":
-    COMMITTED_PATH.write_text(render(openapi_document()))
+    sys.exit(document_cli("requestor.activity_api", render(openapi_document()), COMMITTED_PATH))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import AwareDatetime, Field, field_validator
 
 from market.api import models as api
 from market.core.wire import WireModel
-from market.hub.openapi import Route, build_document, render
+from market.hub.openapi import Route, build_document, document_cli, render
 from requestor.app import (
     json_id,
     json_model,
@@ -392,19 +393,9 @@ def _openapi_text() -> str:
     return render(openapi_document())
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m requestor.market_api [--check]``: rewrite (or check) the committed document."""
-    args = sys.argv[1:] if argv is None else argv
-    text = _openapi_text()
-    if "--check" in args:
-        current = COMMITTED_PATH.read_text(encoding="utf-8") if COMMITTED_PATH.exists() else None
-        if current != text:
-            print(f"{COMMITTED_PATH} is stale; run `python -m requestor.market_api`", file=sys.stderr)
-            return 1
-        return 0
-    COMMITTED_PATH.write_text(text, encoding="utf-8")
-    print(f"wrote {COMMITTED_PATH}")
-    return 0
+    return document_cli("requestor.market_api", _openapi_text(), COMMITTED_PATH, argv)
 
 
 if __name__ == "__main__":

@@ -207,23 +207,28 @@ def generated_text() -> str:
     return render(openapi_document())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Write (or ``--check``) the committed OpenAPI document of the market node's REST API."""
-    parser = argparse.ArgumentParser(prog="python -m market.hub.openapi", description=main.__doc__)
+def document_cli(prog: str, text: str, committed: Path, argv: Sequence[str] | None = None) -> int:
+    """The ``python -m <module> [--check] [--output F]`` command every API module offers: write its
+    generated document ``text`` to the committed file, or only report (exit 1) that it is stale."""
+    parser = argparse.ArgumentParser(prog=f"python -m {prog}", description=document_cli.__doc__)
     parser.add_argument("--check", action="store_true", help="only report whether the file is stale")
-    parser.add_argument("--output", type=Path, default=COMMITTED_PATH, help="where to write the document")
+    parser.add_argument("--output", type=Path, default=committed, help="where to write the document")
     args = parser.parse_args(argv)
-    text = generated_text()
     output: Path = args.output
     if args.check:
         current = output.read_text(encoding="utf-8") if output.exists() else None
         if current != text:
-            print(f"{output} is stale; run `python -m market.hub.openapi`", file=sys.stderr)
+            print(f"{output} is stale; run `python -m {prog}`", file=sys.stderr)
             return 1
         return 0
     output.write_text(text, encoding="utf-8")
     print(f"wrote {output}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write (or ``--check``) the committed OpenAPI document of the market node's REST API."""
+    return document_cli("market.hub.openapi", generated_text(), COMMITTED_PATH, argv)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from exeunits.payloads.image import build_busybox_image  # noqa: E402
 from blueprints.localnet import local_network  # noqa: E402
+from exeunits.payloads.image import build_busybox_image  # noqa: E402
 
 HELLO = ROOT / "blueprints" / "scripts" / "hello.py"
 
