@@ -32,6 +32,7 @@ from market.core.errors import GolemError, InvalidTransition
 from market.core.logging import correlated
 from market.core.wire import RequestModel
 from market.hub.openapi import REF_TEMPLATE, Route, build_document, document_cli, render
+from market.rest import http_exception_response
 from payments.allocation import Allocation as AllocationRecord
 from payments.errors import (
     AllocationError,
@@ -608,12 +609,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            default_text = f"{exc.status}: {exc.reason}"
-            message = exc.reason if not exc.text or exc.text == default_text else exc.text
-            kept = {
-                k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
-            }
-            return _error(exc.status, message, kept)
+            return http_exception_response(exc)
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             return _error(500, "internal error")

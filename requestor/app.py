@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 from market.core.errors import GolemError
 from market.core.logging import correlated
 from market.protocol.errors import BadRequestError, ErrorCode, MarketError
+from market.rest import error_response, http_exception_response
 from requestor.appkeys import AppKey, AppKeyStore
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,6 @@ def status_of(exc: BaseException) -> int | None:
     return None
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response({"message": message}, status=status, headers=headers)
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into ``{"message": ...}`` with the status yagna would answer."""
@@ -89,12 +86,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            default_text = f"{exc.status}: {exc.reason}"
-            message = exc.reason if not exc.text or exc.text == default_text else exc.text
-            kept = {
-                k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
-            }
-            return error_response(exc.status, message, kept)
+            return http_exception_response(exc)
         except GolemError as exc:
             status = status_of(exc) or 500
             if status >= 500:

@@ -38,6 +38,7 @@ from market.hub.openapi import Route, build_document, render
 from market.props import ConstraintSyntaxError, parse_constraints
 from market.protocol.errors import BadRequestError, ErrorCode, MarketError, NotFoundError
 from market.protocol.messages import AgreementState, ProposalState
+from market.rest import http_exception_response
 
 if TYPE_CHECKING:
     from market.hub.server import MarketNode
@@ -293,13 +294,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            # aiohttp's default text is "404: Not Found"; its reason alone reads better as a message.
-            default_text = f"{exc.status}: {exc.reason}"
-            message = exc.reason if not exc.text or exc.text == default_text else exc.text
-            kept = {
-                k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")
-            }
-            return _error(exc.status, message, kept)
+            return http_exception_response(exc)
         except Exception:
             log.exception("%s %s failed", request.method, request.path)
             return _error(500, "internal error")
