@@ -11,7 +11,7 @@ start with ``dummy-``, its :attr:`~DummyDriver.name` is ``dummy``, its log lines
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +22,7 @@ from market.core.clock import Clock, SystemClock
 from market.core.ids import new_id
 from market.core.statemachine import transition
 from payments.allocation import add, format_amount
-from payments.errors import DriverError
+from payments.errors import DriverError, PaymentRejectedError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,10 @@ class ScheduledPayment:
     """What the payee needs to verify it (a tx hash for ERC-20, ``dummy:<id>`` for the dummy)."""
 
 
+ConfirmationListener = Callable[[str, str], Awaitable[None]]
+"""``listener(order_id, details)``: a driver calls it once an order it scheduled is confirmed."""
+
+
 @dataclass(frozen=True)
 class DriverStatus:
     """What ``golem payments status`` shows for a driver."""
@@ -75,6 +79,8 @@ class DriverStatus:
     platforms: tuple[str, ...]
     is_dummy: bool
     description: str
+    problems: tuple[str, ...] = ()
+    """What currently keeps payments from going out (no gas coin, too few tokens, a stuck tx...)."""
 
 
 @runtime_checkable
@@ -93,6 +99,19 @@ class PaymentDriver(Protocol):
 
     async def balance(self, address: str, platform: str) -> Decimal:
         """The token balance ``address`` holds on ``platform``."""
+        ...
+
+    def add_listener(self, listener: ConfirmationListener) -> None:
+        """Call ``listener(order_id, details)`` for every order this driver confirms from now on.
+
+        A driver that confirms later than :meth:`schedule_payment` returns (ERC-20) calls it once the
+        transfer is confirmed on chain, and again after a restart for confirmations no listener
+        acknowledged (the listener returned without raising); listeners must be idempotent.
+        """
+        ...
+
+    async def order_state(self, order_id: str) -> ScheduledPayment | None:
+        """What became of an order (``None`` if the driver never took it)."""
         ...
 
     async def schedule_payment(
@@ -115,8 +134,12 @@ class PaymentDriver(Protocol):
 
     async def verify_payment(
         self, *, details: str, payer: str, payee: str, amount: Decimal, platform: str
-    ) -> bool:
-        """True if ``details`` proves a transfer of at least ``amount`` from ``payer`` to ``payee``."""
+    ) -> None:
+        """Check that ``details`` proves transfers of at least ``amount`` from ``payer`` to ``payee``.
+
+        Raises :class:`~payments.errors.PaymentRejectedError` saying why when it does not, and
+        :class:`~payments.errors.DriverError` when it cannot tell (the chain is unreachable).
+        """
         ...
 
     def status(self) -> DriverStatus:
@@ -176,6 +199,15 @@ class DummyDriver:
         if platform not in self._platforms:
             raise DriverError(f"the dummy driver does not serve platform {platform}")
 
+    def add_listener(self, listener: ConfirmationListener) -> None:
+        """The dummy confirms while scheduling, so it never calls a listener."""
+
+    async def order_state(self, order_id: str) -> ScheduledPayment | None:
+        payment_id = self._by_order.get(order_id)
+        if payment_id is None:
+            return None
+        return ScheduledPayment(payment_id, PaymentState.CONFIRMED, f"dummy:{payment_id}")
+
     async def balance(self, address: str, platform: str) -> Decimal:
         self._check(platform)
         spent = self._spent.get((address.lower(), platform), Decimal(0))
@@ -225,21 +257,26 @@ class DummyDriver:
 
     async def verify_payment(
         self, *, details: str, payer: str, payee: str, amount: Decimal, platform: str
-    ) -> bool:
+    ) -> None:
         if not details.startswith("dummy:"):
-            return False
+            raise PaymentRejectedError(f"{details!r} is not a dummy payment")
         transfer = self.transfers.get(details.removeprefix("dummy:"))
         if transfer is None and self.trust_remote_claims:
             self._check(platform)
             log.warning("DUMMY payment %s accepted on trust: no chain backs dummy payments", details)
-            return amount > 0
-        return (
-            transfer is not None
-            and transfer.platform == platform
-            and transfer.payer == payer.lower()
-            and transfer.payee == payee.lower()
-            and transfer.amount >= amount
-        )
+            if amount <= 0:
+                raise PaymentRejectedError("a payment must be of a positive amount")
+            return
+        if transfer is None:
+            raise PaymentRejectedError(f"no dummy payment {details} was made here")
+        if transfer.platform != platform:
+            raise PaymentRejectedError(f"dummy payment {details} was on {transfer.platform}, not {platform}")
+        if transfer.payer != payer.lower() or transfer.payee != payee.lower():
+            raise PaymentRejectedError(f"dummy payment {details} was between other parties")
+        if transfer.amount < amount:
+            raise PaymentRejectedError(
+                f"dummy payment {details} moved {transfer.amount:f}, less than the {amount:f} claimed"
+            )
 
     def status(self) -> DriverStatus:
         return DriverStatus(

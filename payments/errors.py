@@ -80,6 +80,10 @@ class DriverError(PaymentError):
     """A payment driver failed to schedule, send or verify a payment; the document stays owed."""
 
 
+class PaymentRejectedError(InvalidInputError):
+    """A payment confirmation that the chain (or the driver) does not back; the message says why."""
+
+
 class DocumentNotAcceptableError(InvalidStateError):
     """An acceptance yagna answers 400 to: the document is Cancelled or Failed, or an invoice is smaller
     than what its agreement's debit notes already committed."""

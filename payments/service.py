@@ -56,6 +56,7 @@ from payments.errors import (
     InvalidStateError,
     NotFoundError,
     NotSupportedError,
+    PaymentRejectedError,
 )
 from payments.models import (
     Acceptance,
@@ -383,6 +384,8 @@ class RequestorPayments(_PaymentsSide):
         super().__init__(store, identity=identity, clock=clock)
         self.drivers = drivers_by_platform(drivers)
         self.default_platform = default_platform or f"{DEFAULT_DRIVER}-{DEFAULT_NETWORK}-tglm"
+        for driver in {id(d): d for d in self.drivers.values()}.values():
+            driver.add_listener(self.confirm_payment)
 
     # --- allocations ------------------------------------------------------------------------------
 
@@ -766,13 +769,38 @@ class RequestorPayments(_PaymentsSide):
                 "payment %s not scheduled (%s); it stays owed and is retried on resume", payment_id, exc
             )
             return
+        if scheduled.state is PaymentState.CONFIRMED:
+            await self.confirm_payment(payment_id, scheduled.details)
+            return
         with self.store.transaction():
+            row = self.store.payment(self.role, payment_id)
+            if row is None or row.state != PaymentState.ORDERED.value:
+                return  # the driver's listener confirmed it meanwhile
             state = advance_payment(PaymentState.ORDERED, scheduled.state)
-            payment = payment.model_copy(update={"details": scheduled.details, "timestamp": self.clock.now()})
-            self.store.update_payment(self.role, payment_id, state=state.value, body=payment.to_wire())
-            if state is PaymentState.CONFIRMED:
-                self._settle(row.document_ids)
-                self.store.enqueue(self.role, "Payment", payment_id, payment.to_wire(), self.clock.now())
+            self.store.update_payment(self.role, payment_id, state=state.value, body=row.body)
+        self._changed()
+
+    async def confirm_payment(self, payment_id: str, details: str) -> None:
+        """A driver confirmed order ``payment_id`` (``details`` proves it): settle what it paid and
+        queue the signed payment confirmation for the provider. Idempotent."""
+        with self.store.transaction():
+            row = self.store.payment(self.role, payment_id)
+            if row is None:
+                log.error("a driver confirmed payment %s, which this node never ordered", payment_id)
+                return
+            current = PaymentState(row.state)
+            if current is PaymentState.CONFIRMED:
+                return
+            advance_payment(current, PaymentState.CONFIRMED)
+            payment = Payment.model_validate(row.body).model_copy(
+                update={"details": details, "timestamp": self.clock.now()}
+            )
+            self.store.update_payment(
+                self.role, payment_id, state=PaymentState.CONFIRMED.value, body=payment.to_wire()
+            )
+            self._settle(row.document_ids)
+            self.store.enqueue(self.role, "Payment", payment_id, payment.to_wire(), self.clock.now())
+        log.info("payment %s confirmed (%s)", payment_id, details)
         self._changed()
 
     def _settle(self, document_ids: Iterable[str]) -> None:
@@ -784,15 +812,29 @@ class RequestorPayments(_PaymentsSide):
                     self._event(kind, document_id, EventKind.SETTLED)
 
     async def resume(self) -> int:
-        """Hand the driver every payment order written but never scheduled (after a crash); their count."""
+        """After a crash: hand the driver every order written but never scheduled, and take the
+        confirmations of scheduled ones the driver finished meanwhile; how many orders were open."""
         pending = self.store.payments(self.role, states=(PaymentState.ORDERED.value,))
         for row in pending:
             await self._send(row.payment_id)
-        return len(pending)
+        scheduled = self.store.payments(self.role, states=(PaymentState.SCHEDULED.value,))
+        for row in scheduled:
+            driver = self.drivers.get(str(row.body["paymentPlatform"]))
+            if driver is None:
+                continue
+            known = await driver.order_state(row.payment_id)
+            if known is not None and known.state is PaymentState.CONFIRMED:
+                await self.confirm_payment(row.payment_id, known.details)
+        return len(pending) + len(scheduled)
 
     def owed(self) -> Decimal:
         """The total of payment orders no driver has taken yet."""
         rows = self.store.payments(self.role, states=(PaymentState.ORDERED.value,))
+        return add(*(Decimal(str(r.body["amount"])) for r in rows))
+
+    def pending(self) -> Decimal:
+        """The total of payment orders a driver took but has not confirmed yet."""
+        rows = self.store.payments(self.role, states=(PaymentState.SCHEDULED.value,))
         return add(*(Decimal(str(r.body["amount"])) for r in rows))
 
 
@@ -1014,15 +1056,17 @@ class ProviderPayments(_PaymentsSide):
         driver = self.drivers.get(payment.payment_platform)
         if driver is None:
             raise DriverError(f"no driver can verify payments on {payment.payment_platform}")
-        verified = await driver.verify_payment(
-            details=payment.details,
-            payer=payment.payer_addr,
-            payee=payment.payee_addr,
-            amount=add(earlier, payment.amount),
-            platform=payment.payment_platform,
-        )
-        if not verified:
-            raise InvalidInputError(f"payment {payment.payment_id} is not backed by a matching transfer")
+        try:
+            await driver.verify_payment(
+                details=payment.details,
+                payer=payment.payer_addr,
+                payee=payment.payee_addr,
+                amount=add(earlier, payment.amount),
+                platform=payment.payment_platform,
+            )
+        except PaymentRejectedError as exc:
+            log.warning("payment %s rejected: %s", payment.payment_id, exc)
+            raise PaymentRejectedError(f"payment {payment.payment_id} rejected: {exc}") from None
         settled: list[str] = []
         with self.store.transaction():
             if self.store.payment(self.role, payment.payment_id) is not None:
