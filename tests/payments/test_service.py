@@ -426,6 +426,6 @@ async def test_provider_refuses_a_payment_not_backed_by_a_transfer(
         await provider.record_payment(forged)
     # The same transfer claimed twice under two payment ids is a double claim.
     await provider.record_payment(payment)
-    with pytest.raises(InvalidInputError, match="less than the 0.6 claimed"):
+    with pytest.raises(InvalidInputError, match="less than the 1.0 claimed"):
         await provider.record_payment(payment.model_copy(update={"payment_id": "again"}))
     assert provider.invoice(invoice.invoice_id).status is DocumentStatus.SETTLED
