@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from exeunits.errors import ActivityStateError, ExeUnitError
-from exeunits.runtime.base import DeployOptions, ExeUnitRuntime, RunResult, StreamName
+from exeunits import vpn
+from exeunits.errors import ActivityStateError, ExeScriptError, ExeUnitError
+from exeunits.runtime.base import DeployOptions, ExeUnitRuntime, NetworkAttachment, RunResult, StreamName
 from exeunits.script import (
     ActivityState,
     ActivityStateWire,
@@ -188,6 +189,10 @@ class Activity:
         self._final_cpu = 0.0
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.networks: tuple[NetworkAttachment, ...] = ()
+        """The VPNs the activity joined at deploy (its address in each)."""
+        self.terminated = asyncio.Event()
+        """Set once the exe unit is gone (a ``terminate`` command or :meth:`destroy`)."""
 
     # -- public --------------------------------------------------------------------------------------
 
@@ -201,6 +206,30 @@ class Activity:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return batch
+
+    def check_plan(self, commands: list[Command]) -> None:
+        """Refuse a batch that cannot run from the state the activity will be in when it starts.
+
+        That state is the current one advanced by the lifecycle commands still queued or running
+        (as if they succeed). ``deploy`` needs Initialized, ``start`` Deployed, everything else
+        Ready; a batch that breaks this order is refused whole, before anything runs, so a bad
+        script changes nothing (the REST edge answers 400).
+        """
+        if self.state is ActivityState.TERMINATED:
+            raise ActivityStateError(f"activity {self.activity_id} is Terminated")
+        state: ActivityState = self.state
+        for batch in self.batches.values():
+            if not batch.finished:
+                for queued in batch.commands[len(batch.results) :]:
+                    state = _after(state, queued)
+        for index, command in enumerate(commands):
+            required = _required_state(command)
+            if state is not required:
+                name = next(iter(command_to_wire(command)))
+                raise ExeScriptError(
+                    f"command {index} ({name}) needs the activity {required.value}; it would be {state.value}"
+                )
+            state = _after(state, command)
 
     def state_wire(self) -> ActivityStateWire:
         return ActivityStateWire(state=(self.state, self.pending), error_message=self.error_message)
@@ -267,30 +296,25 @@ class Activity:
         return self._result(index, CommandOutcome.OK, last=last)
 
     def _check_state(self, command: Command) -> None:
-        required = (
-            ActivityState.INITIALIZED
-            if isinstance(command, Deploy)
-            else ActivityState.DEPLOYED
-            if isinstance(command, Start)
-            else ActivityState.READY
-        )
+        required = _required_state(command)
         if self.state is not required:
             name = next(iter(command_to_wire(command)))
             raise ActivityStateError(f"{name} needs the activity {required.value}; it is {self.state.value}")
 
     async def _lifecycle(self, command: Command) -> None:
         if isinstance(command, Deploy):
-            if command.net:
-                raise ActivityStateError("deploy with a VPN network is not supported by this exe unit yet")
             volumes = (
                 tuple(command.volumes) if isinstance(command.volumes, list) else tuple(command.volumes or {})
             )
-            await self._transition(
-                ActivityState.DEPLOYED,
-                self.runtime.deploy(
-                    DeployOptions(env=dict(command.env or {}), volumes=volumes, hostname=command.hostname)
-                ),
+            networks = tuple(
+                NetworkAttachment(net.id, net.network, vpn.parse_address(net.node_ip))
+                for net in command.net or ()
             )
+            options = DeployOptions(
+                env=dict(command.env or {}), volumes=volumes, hostname=command.hostname, networks=networks
+            )
+            await self._transition(ActivityState.DEPLOYED, self.runtime.deploy(options))
+            self.networks = networks
         elif isinstance(command, Start):
             await self._transition(ActivityState.READY, self.runtime.start(command.args))
         elif isinstance(command, Transfer):
@@ -313,7 +337,10 @@ class Activity:
             return
         with contextlib.suppress(ExeUnitError):
             self._final_cpu = await self.runtime.cpu_seconds()
-        await self.runtime.terminate()
+        try:
+            await self.runtime.terminate()
+        finally:
+            self.terminated.set()  # whatever uses the exe unit (VPN tunnels) lets go now
         self.state = activity_transition(self.state, ActivityState.TERMINATED)
         self._ended = self.clock.monotonic()
 
@@ -377,3 +404,23 @@ class Activity:
             message=message,
             is_batch_finished=last,
         )
+
+
+def _required_state(command: Command) -> ActivityState:
+    """The state a command needs: deploy and start are strictly ordered, everything else needs Ready."""
+    if isinstance(command, Deploy):
+        return ActivityState.INITIALIZED
+    if isinstance(command, Start):
+        return ActivityState.DEPLOYED
+    return ActivityState.READY
+
+
+def _after(state: ActivityState, command: Command) -> ActivityState:
+    """The state once ``command`` has succeeded."""
+    if isinstance(command, Deploy):
+        return ActivityState.DEPLOYED
+    if isinstance(command, Start):
+        return ActivityState.READY
+    if isinstance(command, Terminate):
+        return ActivityState.TERMINATED
+    return state

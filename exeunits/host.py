@@ -7,6 +7,12 @@ unit of the agreement's runtime, and runs ExeScript batches through :class:`~exe
 Results are long-polled (``activity.results``) and streamed events are pulled in order
 (``activity.events``), so the requestor can serve both yagna's polling and its SSE stream.
 
+A destroyed activity stays for a short grace (``destroyed_grace`` seconds) so that late state and
+results queries still see it as Terminated, then it is dropped from memory; after that every call
+naming it answers ``not_found`` (the requestor keeps its own record). Callbacks registered with
+:meth:`ActivityHost.on_destroyed` see each activity once, right after its exe unit stopped, while its
+final usage can still be read.
+
 Relay methods (params → result):
 
 * ``activity.create`` {agreementId} → {activityId}
@@ -24,7 +30,8 @@ import asyncio
 import contextlib
 import logging
 import shutil
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,6 +48,12 @@ from market.core.ids import NodeId, new_id
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 60.0  # a long-poll never holds a relay call longer than this
+DESTROYED_GRACE = 30.0
+"""Seconds a destroyed activity still answers (as Terminated) before it is forgotten."""
+MAX_DESTROYED = 1000
+"""At most this many destroyed activities are kept for their grace; older ones go first."""
+
+DestroyedCallback = Callable[["HostedActivity"], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,8 @@ class AgreementTerms:
     runtime: str
     package: str
     limits: ResourceLimits
+    capabilities: frozenset[str] = frozenset()
+    """The agreed offer's ``golem.runtime.capabilities`` (``vpn`` lets a deploy join a VPN)."""
 
 
 class AgreementLookup(Protocol):
@@ -81,6 +96,8 @@ class ActivityHost:
         workdir: Path,
         *,
         settings: ExecutorSettings | None = None,
+        destroyed_grace: float = DESTROYED_GRACE,
+        max_destroyed: int = MAX_DESTROYED,
     ) -> None:
         self.router = router
         self.agreements = agreements
@@ -90,6 +107,11 @@ class ActivityHost:
         self.workdir = workdir
         self.settings = settings or ExecutorSettings()
         self.activities: dict[str, HostedActivity] = {}
+        self.destroyed_grace = destroyed_grace
+        self.max_destroyed = max_destroyed
+        self._destroyed: OrderedDict[str, asyncio.TimerHandle] = OrderedDict()
+        self._destroying: dict[str, asyncio.Future[None]] = {}
+        self._destroyed_callbacks: list[DestroyedCallback] = []
 
     def register(self) -> None:
         """Put the ``activity.*`` methods on the router."""
@@ -101,10 +123,19 @@ class ActivityHost:
         self.router.handle("activity.usage", self._usage)
         self.router.handle("activity.destroy", self._destroy)
 
+    def on_destroyed(self, callback: DestroyedCallback) -> None:
+        """Call ``callback`` once per activity, right after its exe unit stopped (billing reads the
+        final usage there)."""
+        self._destroyed_callbacks.append(callback)
+
     async def close(self) -> None:
-        """Destroy every activity still running (the provider is shutting down)."""
+        """Destroy every activity still running (the provider is shutting down) and forget them."""
         for activity_id in list(self.activities):
             await self.destroy(activity_id)
+        for handle in self._destroyed.values():
+            handle.cancel()
+        self._destroyed.clear()
+        self.activities.clear()
 
     async def agreement_ended(self, agreement_id: str) -> None:
         """The agreement was terminated: its activities go with it."""
@@ -113,14 +144,45 @@ class ActivityHost:
                 await self.destroy(activity_id)
 
     async def destroy(self, activity_id: str) -> None:
+        """Stop the activity's exe unit and remove its folder; idempotent (a second call waits for
+        the first). The activity is forgotten ``destroyed_grace`` seconds later."""
         hosted = self.activities.get(activity_id)
         if hosted is None:
             return
+        running = self._destroying.get(activity_id)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        if activity_id in self._destroyed:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._destroying[activity_id] = done
         try:
             await hosted.activity.destroy()
         finally:
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(shutil.rmtree, hosted.workdir)
+            self._destroying.pop(activity_id, None)
+            self._retire(activity_id)
+            done.set_result(None)
+        for callback in self._destroyed_callbacks:
+            try:
+                await callback(hosted)
+            except Exception:
+                log.exception("destroyed-activity callback %r failed for %s", callback, activity_id)
+
+    def _retire(self, activity_id: str) -> None:
+        """Keep a destroyed activity for its grace, within the cap, then drop it."""
+        loop = asyncio.get_running_loop()
+        self._destroyed[activity_id] = loop.call_later(self.destroyed_grace, self._forget, activity_id)
+        while len(self._destroyed) > self.max_destroyed:
+            oldest, handle = self._destroyed.popitem(last=False)
+            handle.cancel()
+            self.activities.pop(oldest, None)
+
+    def _forget(self, activity_id: str) -> None:
+        self._destroyed.pop(activity_id, None)
+        self.activities.pop(activity_id, None)
 
     def activities_of(self, agreement_id: str) -> list[HostedActivity]:
         return [h for h in self.activities.values() if h.agreement_id == agreement_id]
@@ -146,7 +208,9 @@ class ActivityHost:
         workdir = self.workdir / activity_id
         workdir.mkdir(parents=True)
         try:
-            runtime = await factory.create(ActivitySpec(activity_id, path, ref.sha3, workdir, terms.limits))
+            runtime = await factory.create(
+                ActivitySpec(activity_id, path, ref.sha3, workdir, terms.limits, terms.capabilities)
+            )
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
@@ -160,7 +224,9 @@ class ActivityHost:
         script = params.get("exeScript")
         if not isinstance(script, (str, list)):
             raise ExeScriptError("exeScript must be the ExeScript JSON text or its array")
-        batch = hosted.activity.exec(parse_exescript(script))
+        commands = parse_exescript(script)
+        hosted.activity.check_plan(commands)  # refused whole, before anything runs
+        batch = hosted.activity.exec(commands)
         return {"batchId": batch.batch_id}
 
     async def _results(self, sender: NodeId, params: dict[str, Any]) -> dict[str, Any]:

@@ -11,15 +11,22 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from enum import StrEnum
+from ipaddress import IPv4Network
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from exeunits import vpn
 from exeunits.errors import ExeScriptError
 from market.core.statemachine import transition
 from market.core.wire import WireModel
 
 # --- commands ---------------------------------------------------------------------------------------
+
+MAX_VPNS = 16
+"""Networks one deploy may join."""
+MAX_VPN_NODES = 4096
+"""Members one network in a deploy may list."""
 
 
 class _Command(BaseModel):
@@ -50,8 +57,34 @@ class Capture(_Command):
     stderr: CaptureMode | None = None
 
 
+class DeployNet(_Command):
+    """One VPN the activity joins (what yapapi's ``Node.get_deploy_args`` sends): the network, this
+    node's address in it (``nodeIp``) and every member's address (``nodes``: ip → node id)."""
+
+    id: str = Field(min_length=1, max_length=128)
+    ip: str
+    mask: str | None = None
+    gateway: str | None = None
+    node_ip: str = Field(alias="nodeIp")
+    nodes: dict[str, str] = Field(default_factory=dict, max_length=MAX_VPN_NODES)
+
+    @model_validator(mode="after")
+    def _addresses(self) -> DeployNet:
+        network = self.network
+        vpn.host_address(network, self.node_ip)
+        if self.gateway is not None:
+            vpn.host_address(network, self.gateway)
+        for ip in self.nodes:
+            vpn.host_address(network, ip)
+        return self
+
+    @property
+    def network(self) -> IPv4Network:
+        return vpn.parse_network(self.ip, self.mask)
+
+
 class Deploy(_Command):
-    net: list[dict[str, Any]] | None = None
+    net: list[DeployNet] | None = Field(default=None, max_length=MAX_VPNS)
     hosts: dict[str, str] | None = None
     hostname: str | None = None
     volumes: list[str] | dict[str, Any] | None = None

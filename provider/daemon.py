@@ -10,8 +10,10 @@ The seam for activities and billing: register coroutines with :meth:`ProviderDae
 and :meth:`ProviderDaemon.on_agreement_ended`; read :meth:`ProviderDaemon.approved_agreements` and each
 one's negotiated prices and payment terms with :func:`provider.agreements.agreement_terms`; talk to
 the requestor through :attr:`ProviderDaemon.market` (relay); end an agreement with
-:meth:`ProviderDaemon.terminate_agreement`. Callbacks run inside the negotiation loop: they must be quick
-(start their own owned tasks for long work).
+:meth:`ProviderDaemon.terminate_agreement`; show the documents billing issues on the status API with
+:meth:`ProviderDaemon.attach_payments`, and the live activities with
+:meth:`ProviderDaemon.attach_activities`. Callbacks run inside the negotiation loop: they must be
+quick (start their own owned tasks for long work).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from exeunits.script import ActivityState
 from market.client import MarketClient
 from market.core.clock import Clock, SystemClock
 from market.core.errors import GolemError
@@ -67,19 +70,26 @@ from provider.agreements import (
 )
 from provider.config import ProviderConfig
 from provider.hardware import Hardware, detect_hardware
+from provider.ledger import document_infos, earnings
 from provider.negotiator import default_negotiator
 from provider.negotiator.base import NegotiatorComponent
 from provider.offers import Offer, build_offer, offer_specs
 from provider.presets import PresetStore
 from provider.status_api import (
     API_PREFIX,
+    ActivityInfo,
     AgreementInfo,
+    DocumentInfo,
     Health,
+    PlatformEarnings,
     PublishedOffer,
     agreement_info,
     build_status_api,
 )
 from provider.store import AgreementStore
+
+if TYPE_CHECKING:
+    from payments.service import ProviderPayments
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,12 @@ AgreementCallback = Callable[[AgreementRecord], Awaitable[None]]
 REPUBLISH_AT = 0.8
 """Offers are re-published when this fraction of their lifetime has passed."""
 RETRY_DELAY = 1.0
+
+
+class LiveActivities(Protocol):
+    """What runs activities now (:class:`provider.execution.ProviderExecution`), for the status API."""
+
+    def live_activities(self) -> list[ActivityInfo]: ...
 
 
 @dataclass
@@ -134,6 +150,8 @@ class ProviderDaemon:
         self._ended_callbacks: list[AgreementCallback] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
+        self._payments: ProviderPayments | None = None
+        self._activities: LiveActivities | None = None
         self._started = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -152,7 +170,11 @@ class ProviderDaemon:
         self._started = True
         self.started_at = self.clock.now()
         self.store = AgreementStore(self.config.database_path)
-        self.state.restore(self.store.records(AgreementState.APPROVED))
+        approved = self.store.records(AgreementState.APPROVED)
+        self.state.restore(approved)
+        # Agreements signed before a restart are handed back to the market session, which
+        # re-publishes them with every session so the market node keeps relaying for them.
+        await self.market.restore_agreements(r.agreement for r in approved)
         await self.market.start()
         self._spawn(self._negotiation_loop(), "provider-negotiation")
         self._spawn(self._agreement_pump(), "provider-agreement-events")
@@ -221,6 +243,14 @@ class ProviderDaemon:
     def on_agreement_ended(self, callback: AgreementCallback) -> None:
         """Call ``callback`` when an approved agreement is terminated (by either side)."""
         self._ended_callbacks.append(callback)
+
+    def attach_payments(self, payments: ProviderPayments) -> None:
+        """Show the documents ``payments`` holds (what billing issued) on the status API."""
+        self._payments = payments
+
+    def attach_activities(self, activities: LiveActivities) -> None:
+        """Show the activities ``activities`` runs on the status API (beside the finished ones)."""
+        self._activities = activities
 
     def approved_agreements(self) -> list[AgreementRecord]:
         return self.state.approved()
@@ -408,6 +438,35 @@ class ProviderDaemon:
     def agreement_infos(self, state: AgreementState | None = None) -> list[AgreementInfo]:
         records = self.store.records(state) if self.store is not None else []
         return [_info(r) for r in records]
+
+    def activity_infos(self) -> list[ActivityInfo]:
+        finished = [
+            ActivityInfo(
+                activity_id=u.activity_id,
+                agreement_id=u.agreement_id,
+                state=ActivityState.TERMINATED,
+                duration_sec=u.duration_sec,
+                cpu_sec=u.cpu_sec,
+                cost=u.cost,
+                ended_at=u.ended_at,
+            )
+            for u in (self.store.activity_usages() if self.store is not None else [])
+        ]
+        # A destroyed activity stays with the exe-unit host for a grace period; its stored final
+        # usage is the better record.
+        done = {a.activity_id for a in finished}
+        live = self._activities.live_activities() if self._activities is not None else []
+        return finished + [a for a in live if a.activity_id not in done]
+
+    def documents(self) -> list[DocumentInfo]:
+        if self._payments is None:
+            return []
+        return document_infos(self._payments.debit_notes(), self._payments.invoices())
+
+    def earnings(self) -> list[PlatformEarnings]:
+        if self._payments is None:
+            return []
+        return earnings(self._payments.debit_notes(), self._payments.invoices())
 
     def health(self) -> Health:
         connected = self.market.ready

@@ -3,7 +3,8 @@
 :class:`ProviderExecution` attaches to a running daemon: it serves the Activity API over the relay
 (:class:`~exeunits.host.ActivityHost`) for the daemon's approved agreements, with the exe-unit
 runtimes of the runtimes the provider offers, a verified package cache and the transfer service, and
-it destroys an agreement's activities when the agreement ends. The daemon's negotiation knows
+it destroys an agreement's activities when the agreement ends. Requestors reach their activities'
+TCP ports through VPN tunnels (:class:`~exeunits.tunnels.VpnHost`). The daemon's negotiation knows
 nothing of it; the CLI starts both.
 """
 
@@ -19,11 +20,13 @@ from exeunits.host import ActivityHost, AgreementTerms
 from exeunits.package import PackageStore
 from exeunits.runtime.base import MiB, ResourceLimits, RuntimeFactory
 from exeunits.transfer import GftpResolver, TransferService
+from exeunits.tunnels import VpnHost
 from market.client import RelayRouter
 from market.core.ids import NodeId
 from market.protocol.messages import AgreementState
 from provider.agreements import AgreementRecord
 from provider.daemon import ProviderDaemon
+from provider.status_api import ActivityInfo
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,10 @@ class ProviderExecution:
             TransferService(gftp=gftp),
             daemon.config.data_dir / "activities",
         )
+        # TCP tunnels from requestors into their activities that joined a VPN.
+        self.vpn = VpnHost(self.router, self.host)
         self._started: list[RuntimeFactory] = []
+        daemon.attach_activities(self)
 
     async def start(self) -> None:
         for name, factory in list(self.factories.items()):
@@ -95,10 +101,12 @@ class ProviderExecution:
                 continue
             self._started.append(factory)
         self.host.register()
+        self.vpn.register()
         self.daemon.on_agreement_ended(self._agreement_ended)
         await self.router.start()
 
     async def close(self) -> None:
+        await self.vpn.close()
         await self.host.close()
         await self.router.close()
         for factory in self._started:
@@ -112,6 +120,21 @@ class ProviderExecution:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def live_activities(self) -> list[ActivityInfo]:
+        """The activities the exe-unit host holds (running, or destroyed moments ago)."""
+        return [
+            ActivityInfo(
+                activity_id=hosted.activity.activity_id,
+                agreement_id=hosted.agreement_id,
+                state=hosted.activity.state,
+                duration_sec=round(hosted.activity.duration_seconds(), 3),
+                cpu_sec=None,
+                cost=None,
+                ended_at=None,
+            )
+            for hosted in self.host.activities.values()
+        ]
+
     def terms(self, agreement_id: str) -> AgreementTerms | None:
         """:class:`~exeunits.host.AgreementLookup`: what an approved agreement lets its requestor run."""
         record = self.daemon.agreement(agreement_id)
@@ -120,6 +143,7 @@ class ProviderExecution:
         agreement = record.agreement
         package = agreement.demand.properties.get("golem.srv.comp.task_package")
         runtime = agreement.offer.properties.get("golem.runtime.name")
+        capabilities = agreement.offer.properties.get("golem.runtime.capabilities")
         if not isinstance(package, str) or not isinstance(runtime, str):
             return None
         return AgreementTerms(
@@ -128,6 +152,9 @@ class ProviderExecution:
             runtime,
             package,
             limits_of(agreement.offer.properties),
+            frozenset(c for c in capabilities if isinstance(c, str))
+            if isinstance(capabilities, list)
+            else frozenset(),
         )
 
     async def _agreement_ended(self, record: AgreementRecord) -> None:

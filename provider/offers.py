@@ -50,8 +50,9 @@ class RuntimeInfo:
 
 
 RUNTIME_INFO: dict[str, RuntimeInfo] = {
-    # Only what our exe units implement is advertised: no vpn/inet yet.
-    "vm": RuntimeInfo(version="0.1.0"),
+    # Only what our exe units implement is advertised: vpn (TCP tunnels from the requestor into
+    # its activity, see exeunits.vpn), no inet (outbound internet) yet.
+    "vm": RuntimeInfo(version="0.1.0", capabilities=("vpn",)),
     "wasmtime": RuntimeInfo(version="0.1.0"),
 }
 

@@ -1,10 +1,14 @@
 """The provider's read-only status API, mounted at ``/provider/v1`` (default 127.0.0.1:7466).
 
 ``GET /offers`` (what is published), ``GET /agreements`` (optionally ``?state=Approved``),
-``GET /agreements/{agreementId}``, ``GET /health``. Handlers read a :class:`ProviderView` (the
-daemon implements it) and serialise response models; :func:`error_middleware` is the one place errors
-become HTTP statuses. The OpenAPI document is generated from :data:`ROUTES` and committed as
-``provider/openapi.json``::
+``GET /agreements/{agreementId}`` (with the termination reason and its code once ended),
+``GET /activities`` (exe units run for the agreements: live ones with their state, finished ones
+with their final usage and cost; filter ``agreementId``), ``GET /documents`` (debit notes and
+invoices issued, with status, amount and due date; filters ``kind``, ``agreementId``, ``status``),
+``GET /earnings`` (totals issued, accepted and settled per payment platform), ``GET /health``.
+Handlers read a :class:`ProviderView` (the daemon implements it) and serialise response models;
+:func:`error_middleware` is the one place errors become HTTP statuses.
+The OpenAPI document is generated from :data:`ROUTES` and committed as ``provider/openapi.json``::
 
     python -m provider.status_api          # rewrite provider/openapi.json
     python -m provider.status_api --check  # exit 1 if the committed file is stale
@@ -24,10 +28,12 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel, Field, ValidationError
 
+from exeunits.script import ActivityState
 from market.core.wire import RequestModel, WireModel
 from market.hub.api_models import ErrorMessage, Timestamp
 from market.hub.openapi import Route, build_document, document_cli, render
 from market.protocol.messages import AgreementState
+from payments.models import Amount, DocumentStatus
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +68,64 @@ class AgreementInfo(WireModel):
     created_at: Timestamp
     updated_at: Timestamp
     reason: dict[str, Any] | None = Field(description="Why it was rejected or ended, when it was.")
+    termination_code: str | None = Field(
+        description=(
+            "The terminator's code from the reason (`golem.provider.code`, e.g. `DebitNotesDeadline`, "
+            "or `golem.requestor.code`, e.g. `Success`), once Terminated."
+        )
+    )
     terminator: Literal["Requestor", "Provider"] | None
     proposed_signature: str | None = Field(description="The requestor's signature.")
     approved_signature: str | None = Field(description="This provider's signature.")
     demand_properties: dict[str, Any]
     offer_properties: dict[str, Any]
+
+
+class ActivityInfo(WireModel):
+    """An activity (one exe unit) run for one of this provider's agreements.
+
+    Live activities come from the exe-unit host; once an activity has finished, its final usage and
+    cost (what the invoice sums) come from the agreement store and stay after a restart."""
+
+    activity_id: str
+    agreement_id: str
+    state: ActivityState
+    duration_sec: float = Field(description="Wall time so far, or in all once finished.")
+    cpu_sec: float | None = Field(description="CPU seconds used; known once finished.")
+    cost: Amount | None = Field(description="Its price under the agreed pricing; known once finished.")
+    ended_at: Timestamp | None
+
+
+DocumentKindName = Literal["DebitNote", "Invoice"]
+
+
+class DocumentInfo(WireModel):
+    """A debit note or invoice this provider issued, as it stands now."""
+
+    kind: DocumentKindName
+    document_id: str
+    agreement_id: str
+    activity_ids: list[str] = Field(description="The debit note's activity, or the invoice's activities.")
+    status: DocumentStatus
+    amount: Amount = Field(description="`totalAmountDue` (cumulative, per activity) or the invoice amount.")
+    platform: str
+    issued_at: Timestamp
+    payment_due_date: Timestamp | None = Field(
+        description="When it must be paid; on debit notes only when mid-agreement payments are on."
+    )
+
+
+class PlatformEarnings(WireModel):
+    """What this provider billed on one payment platform, and how much of it came through.
+
+    Per agreement the invoice counts once it exists; before that, each activity's latest debit note
+    (they are cumulative)."""
+
+    platform: str
+    agreements: int = Field(description="Agreements with at least one document on this platform.")
+    issued: Amount
+    accepted: Amount = Field(description="Of that, what the requestors accepted (committed to pay).")
+    settled: Amount = Field(description="Of that, what was paid and verified.")
 
 
 class Health(WireModel):
@@ -88,12 +147,31 @@ class AgreementQuery(RequestModel):
     state: StateName | None = Field(default=None, description="Only agreements in this state.")
 
 
+class ActivityQuery(RequestModel):
+    agreement_id: str | None = Field(default=None, description="Only this agreement's activities.")
+
+
+StatusName = Literal["ISSUED", "RECEIVED", "ACCEPTED", "REJECTED", "FAILED", "SETTLED", "CANCELLED"]
+
+
+class DocumentQuery(RequestModel):
+    kind: DocumentKindName | None = Field(default=None, description="Only debit notes, or only invoices.")
+    agreement_id: str | None = Field(default=None, description="Only this agreement's documents.")
+    status: StatusName | None = Field(default=None, description="Only documents in this status.")
+
+
 class ProviderView(Protocol):
     """What the status API reads; :class:`provider.daemon.ProviderDaemon` implements it."""
 
     def published_offers(self) -> list[PublishedOffer]: ...
 
     def agreement_infos(self, state: AgreementState | None = None) -> list[AgreementInfo]: ...
+
+    def activity_infos(self) -> list[ActivityInfo]: ...
+
+    def documents(self) -> list[DocumentInfo]: ...
+
+    def earnings(self) -> list[PlatformEarnings]: ...
 
     def health(self) -> Health: ...
 
@@ -121,7 +199,12 @@ def agreement_info(
     demand_properties: dict[str, Any],
     offer_properties: dict[str, Any],
 ) -> AgreementInfo:
-    return AgreementInfo.model_validate(locals())
+    fields = dict(locals())
+    code = None
+    if state is AgreementState.TERMINATED and reason is not None:
+        raw = reason.get("golem.provider.code", reason.get("golem.requestor.code"))
+        code = str(raw) if raw is not None else None
+    return AgreementInfo.model_validate({**fields, "termination_code": code})
 
 
 # --- handlers -----------------------------------------------------------------------------------------
@@ -156,6 +239,38 @@ async def get_agreement(request: web.Request) -> web.Response:
     raise NotFoundError(f"no agreement {agreement_id}")
 
 
+async def list_activities(request: web.Request) -> web.Response:
+    try:
+        query = ActivityQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(text=f"invalid query: {exc.errors()[0]['msg']}") from exc
+    found = [
+        a
+        for a in request.app[VIEW_KEY].activity_infos()
+        if query.agreement_id is None or a.agreement_id == query.agreement_id
+    ]
+    return _json(found)
+
+
+async def list_documents(request: web.Request) -> web.Response:
+    try:
+        query = DocumentQuery.model_validate(dict(request.query))
+    except ValidationError as exc:
+        raise web.HTTPBadRequest(text=f"invalid query: {exc.errors()[0]['msg']}") from exc
+    found = [
+        d
+        for d in request.app[VIEW_KEY].documents()
+        if (query.kind is None or d.kind == query.kind)
+        and (query.agreement_id is None or d.agreement_id == query.agreement_id)
+        and (query.status is None or d.status.value == query.status)
+    ]
+    return _json(found)
+
+
+async def get_earnings(request: web.Request) -> web.Response:
+    return _json(request.app[VIEW_KEY].earnings())
+
+
 async def get_health(request: web.Request) -> web.Response:
     return _json(request.app[VIEW_KEY].health())
 
@@ -185,6 +300,34 @@ ROUTES: tuple[Route, ...] = (
         AgreementInfo,
         errors=(404,),
     ),
+    Route(
+        "GET",
+        "/activities",
+        "listActivities",
+        "Activities run for this provider's agreements: finished ones (oldest first), then live ones",
+        list_activities,
+        list[ActivityInfo],
+        query=ActivityQuery,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        "/documents",
+        "listDocuments",
+        "Debit notes and invoices this provider issued, oldest first",
+        list_documents,
+        list[DocumentInfo],
+        query=DocumentQuery,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        "/earnings",
+        "getEarnings",
+        "Totals issued, accepted and settled per payment platform",
+        get_earnings,
+        list[PlatformEarnings],
+    ),
     Route("GET", "/health", "getHealth", "Liveness and market session state", get_health, Health),
     Route("GET", "/openapi.json", "getOpenApi", "This document", get_openapi, dict[str, Any]),
 )
@@ -199,8 +342,9 @@ def openapi_document() -> dict[str, Any]:
         server_url=API_PREFIX,
         error_model=ErrorMessage,
         description=(
-            "Read-only view of a provider daemon: published offers, agreements with their state and "
-            'signatures, health. Every error body is `{"message": ...}`.'
+            "Read-only view of a provider daemon: published offers, agreements with their state, "
+            "signatures and termination reason, the activities run, the debit notes and invoices "
+            'issued, earnings per payment platform, health. Every error body is `{"message": ...}`.'
         ),
     )
 

@@ -1,14 +1,19 @@
-"""The provider's SQLite store: every agreement it was offered, with state, signatures and terms.
+"""The provider's SQLite store: every agreement it was offered, with state, signatures and terms,
+and the final usage of every activity that ran on them.
 
 Written before the daemon acts on a decision's outcome, so a restarted daemon knows which agreements
-are still Approved (and re-publishes nothing it has not signed).
+are still Approved (and re-publishes nothing it has not signed). An activity's usage is written when
+its exe unit stops, so the agreement's invoice counts it even if the exe unit is long gone (or the
+daemon restarted) when the agreement ends.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,31 @@ MIGRATIONS = (
     );
     CREATE INDEX agreements_state ON agreements (state)
     """,
+    """
+    CREATE TABLE activity_usage (
+        activity_id TEXT PRIMARY KEY,
+        agreement_id TEXT NOT NULL,
+        cpu_sec REAL NOT NULL,
+        duration_sec REAL NOT NULL,
+        cost TEXT NOT NULL,
+        ended_at TEXT NOT NULL
+    );
+    CREATE INDEX activity_usage_agreement ON activity_usage (agreement_id)
+    """,
 )
+"""The schema, one script per version; append new ones, never edit applied ones."""
+
+
+@dataclass(frozen=True)
+class ActivityUsage:
+    """What one finished activity used and costs (the invoice sums these)."""
+
+    activity_id: str
+    agreement_id: str
+    cpu_sec: float
+    duration_sec: float
+    cost: Decimal
+    ended_at: datetime
 
 
 class AgreementStore:
@@ -96,6 +125,39 @@ class AgreementStore:
                 "SELECT * FROM agreements WHERE state = ? ORDER BY created_at, agreement_id", (state.value,)
             ).fetchall()
         return [_record(row) for row in rows]
+
+    def save_activity_usage(self, usage: ActivityUsage) -> None:
+        """Record a finished activity's usage; the first record wins (an exe unit stops once)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO activity_usage (activity_id, agreement_id, cpu_sec, duration_sec, cost, "
+            "ended_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                usage.activity_id,
+                usage.agreement_id,
+                usage.cpu_sec,
+                usage.duration_sec,
+                str(usage.cost),
+                usage.ended_at.isoformat(),
+            ),
+        )
+
+    def activity_usages(self, agreement_id: str | None = None) -> list[ActivityUsage]:
+        """The finished activities of ``agreement_id`` (of every agreement when ``None``), oldest first."""
+        where, params = ("WHERE agreement_id = ?", (agreement_id,)) if agreement_id is not None else ("", ())
+        rows = self._db.execute(
+            f"SELECT * FROM activity_usage {where} ORDER BY ended_at, activity_id", params
+        ).fetchall()
+        return [
+            ActivityUsage(
+                activity_id=row["activity_id"],
+                agreement_id=row["agreement_id"],
+                cpu_sec=float(row["cpu_sec"]),
+                duration_sec=float(row["duration_sec"]),
+                cost=Decimal(row["cost"]),
+                ended_at=datetime.fromisoformat(row["ended_at"]),
+            )
+            for row in rows
+        ]
 
 
 def _record(row: sqlite3.Row) -> AgreementRecord:

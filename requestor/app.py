@@ -3,7 +3,8 @@
 The root app owns the cross-cutting parts of yagna's REST surface:
 
 * :func:`auth_middleware`: every request needs ``Authorization: Bearer <app key>`` (the header name is
-  case-insensitive; ``/version/get`` is exempt, as in yagna); anything else is 401 ``{"message"}``.
+  case-insensitive; ``/version/get`` is exempt, as in yagna; a WebSocket upgrade may give the key as
+  ``?authToken=`` instead); anything else is 401 ``{"message"}``.
   The verified :class:`~requestor.appkeys.AppKey` is left in ``request[APP_KEY]``.
 * :func:`error_middleware`: the one place domain errors become HTTP statuses. Market protocol errors
   map by their ``code``; other packages register their own exception classes with
@@ -104,6 +105,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
+    if not header and request.headers.get("Upgrade", "").lower() == "websocket":
+        # Browsers cannot set headers on a WebSocket; yagna takes the key from the query there.
+        scheme, token = "bearer", request.query.get("authToken", "")
     key = request.app[APP_KEYS].verify(token.strip()) if scheme.lower() == "bearer" and token else None
     if key is None:
         return error_response(401, "a valid app key is required: Authorization: Bearer <app key>")

@@ -335,6 +335,15 @@ class RequestorMarketService:
         """The domain record of an agreement this node is party to; for the activity/payment parts."""
         return self._record(agreement_id).agreement
 
+    def authorize_provider(self, node_id: NodeId, token: str) -> bool:
+        """The gftp share's authorizer: only a provider of an Approved agreement with us may fetch
+        or upload files (``token`` does not matter: published files are not tied to one agreement)."""
+        node = node_id.lower()
+        return any(
+            r.agreement.state is AgreementState.APPROVED and r.agreement.offer.provider_id.lower() == node
+            for r in self._agreements.values()
+        )
+
     def get_agreement(self, agreement_id: str) -> api.Agreement:
         return _api_agreement(self._record(agreement_id).agreement)
 

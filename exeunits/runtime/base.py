@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 StreamName = Literal["stdout", "stderr"]
 OutputCallback = Callable[[StreamName, bytes], None]
@@ -43,15 +44,28 @@ class ActivitySpec:
     workdir: Path
     """A host folder owned by this activity; the runtime puts its volumes under it."""
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    capabilities: frozenset[str] = frozenset()
+    """``golem.runtime.capabilities`` of the agreed offer (e.g. ``vpn``): what the activity may use."""
+
+
+@dataclass(frozen=True)
+class NetworkAttachment:
+    """A VPN the activity joins at ``deploy``: the network and the activity's address in it."""
+
+    network_id: str
+    network: IPv4Network
+    address: IPv4Address
 
 
 @dataclass(frozen=True)
 class DeployOptions:
-    """What a ``deploy`` command may ask for (network and hosts are refused for now)."""
+    """What a ``deploy`` command may ask for (``hosts`` is ignored)."""
 
     env: dict[str, str] = field(default_factory=dict)
     volumes: tuple[str, ...] = ()
     hostname: str | None = None
+    networks: tuple[NetworkAttachment, ...] = ()
+    """VPNs to join; a runtime without networking (or an offer without ``vpn``) refuses them."""
 
 
 @dataclass
@@ -90,6 +104,36 @@ class ExeUnitRuntime(Protocol):
 
     async def terminate(self) -> None:
         """Stop and remove everything this activity created; idempotent."""
+        ...
+
+
+class ByteChannel(Protocol):
+    """A byte stream into the exe unit (a TCP connection to one of its ports)."""
+
+    async def read(self) -> bytes:
+        """The next bytes the exe unit sent; ``b""`` once it closed its side."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``, waiting while the exe unit is slow to take it."""
+        ...
+
+    async def write_eof(self) -> None:
+        """Close our sending side (the exe unit reads end of file); reading goes on."""
+        ...
+
+    async def close(self) -> None:
+        """Close both sides and free what the channel holds; idempotent."""
+        ...
+
+
+@runtime_checkable
+class TcpReachable(Protocol):
+    """A runtime whose exe units serve TCP ports to the provider (what a VPN tunnel ends in)."""
+
+    async def connect(self, port: int) -> ByteChannel:
+        """Open a connection to ``port`` inside the running exe unit; raises
+        :class:`~exeunits.errors.RuntimeCommandError` when nothing can be reached there."""
         ...
 
 

@@ -16,6 +16,12 @@ Choices worth knowing:
 * **Hardening.** No network (``network_mode="none"``), every capability dropped,
   ``no-new-privileges``, pids/memory/CPU limits from the agreement with swap disabled, and nothing
   mounted but the activity's own folders and the read-only helper.
+* **VPN.** An activity that joined a VPN at deploy (allowed only when the agreed offer lists the
+  ``vpn`` capability) still gets no network interface. :meth:`DockerRuntime.connect` reaches one of
+  its TCP ports by exec'ing the helper's ``nc`` inside the container, connecting over the container's
+  own loopback; the exec's stdin and stdout carry the bytes. A Docker bridge (even ``internal``)
+  would give the container a route to every service the provider host listens on: this way the
+  requestor gets into its own activity and the container gets out to nothing.
 * **Package names.** The archive's own names (``RepoTags``, ``repositories``, OCI ref annotations)
   are stripped while it streams into ``docker load``: a package could otherwise retag the
   operator's images, or claim ``golem-pkg:<someone else's hash>`` and be run in its place.
@@ -65,8 +71,10 @@ from exeunits.errors import (
 )
 from exeunits.runtime.base import (
     ActivitySpec,
+    ByteChannel,
     DeployOptions,
     MiB,
+    NetworkAttachment,
     OutputCallback,
     ResourceLimits,
     RunResult,
@@ -95,6 +103,9 @@ EXIT_GRACE_S = 0.25
 POLL_FIRST_S = 0.05
 POLL_MAX_S = 1.0
 KILL_WAIT_S = 5.0
+VPN_CAPABILITY = "vpn"
+TCP_TARGET = "127.0.0.1"
+"""Where a VPN tunnel's ``nc`` connects inside the container: its own loopback."""
 
 ClientFactory = Callable[[], Any]
 _SHA3_224_HEX = re.compile(r"[0-9a-f]{56}")
@@ -327,6 +338,8 @@ class DockerRuntime:
         self._cgroup: _Cgroup | None = None
         self._cpu_seconds = 0.0
         self._removed = False
+        self._networks: tuple[NetworkAttachment, ...] = ()
+        self._channels: set[_ExecTcpChannel] = set()
 
     @property
     def container_id(self) -> str | None:
@@ -335,6 +348,10 @@ class DockerRuntime:
     async def deploy(self, options: DeployOptions) -> None:
         """Create the container with its volumes bound to fresh folders under ``spec.workdir``."""
         self._require(_Phase.NEW, "deploy")
+        if options.networks and VPN_CAPABILITY not in self.spec.capabilities:
+            raise RuntimeCommandError(
+                "deploy asks to join a VPN, but the agreed offer does not include the vpn capability"
+            )
         requested = [_container_path(v) for v in options.volumes]
         try:
             image_config = (await asyncio.to_thread(self._client.api.inspect_image, self._image_id))["Config"]
@@ -348,6 +365,7 @@ class DockerRuntime:
             raise RuntimeCommandError(
                 f"cannot create the container of {self.spec.activity_id}: {exc}"
             ) from exc
+        self._networks = options.networks
         self._phase = _Phase.DEPLOYED
         log.debug("activity %s: container %s created", self.spec.activity_id, self._container_id[:12])
 
@@ -396,6 +414,42 @@ class DockerRuntime:
             message=_ending_message(return_code, oom_before, oom_after, state, limits),
         )
 
+    async def connect(self, port: int) -> ByteChannel:
+        """A TCP connection to ``port`` inside the running container, for a VPN tunnel.
+
+        Refused unless the activity joined a VPN at deploy. Raises :class:`RuntimeCommandError` when
+        nothing listens on the port (checked first, so the requestor hears it before its tunnel
+        opens) or the exec cannot be started. See the module docstring for why an exec.
+        """
+        self._require(_Phase.STARTED, "connect to")
+        if not self._networks:
+            raise RuntimeCommandError(f"activity {self.spec.activity_id} joined no VPN at deploy")
+        if not 0 < port < 65536:
+            raise RuntimeCommandError(f"{port} is not a TCP port")
+        if port not in await asyncio.to_thread(self._listening_ports):
+            raise RuntimeCommandError(f"nothing listens on TCP port {port} in the container")
+        starting = asyncio.ensure_future(asyncio.to_thread(self._start_tcp_exec, port))
+        try:
+            exec_id, sock = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # The caller gave up (a timeout); the exec may still start: its socket must not leak.
+            starting.add_done_callback(_close_started_exec)
+            raise
+        raw = _raw_socket(sock)
+        if not isinstance(raw, socket.socket):
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise RuntimeCommandError("VPN tunnels need the Docker engine on a local socket")
+        try:
+            reader, writer = await asyncio.open_connection(sock=raw)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise RuntimeCommandError(f"cannot attach to the tunnel's process: {exc}") from exc
+        channel = _ExecTcpChannel(self, exec_id, sock, reader, writer)
+        self._channels.add(channel)
+        return channel
+
     def volumes(self) -> dict[str, Path]:
         return dict(self._volumes)
 
@@ -417,6 +471,8 @@ class DockerRuntime:
         if self._phase is _Phase.STARTED:
             await self.cpu_seconds()
         self._phase = _Phase.TERMINATED
+        for channel in list(self._channels):
+            await channel.close()
         try:
             if self._container_id is not None:
                 await asyncio.to_thread(_remove_container, self._client, self._container_id)
@@ -504,6 +560,42 @@ class DockerRuntime:
         if state.get("OOMKilled"):
             return f"the container was stopped: {_memory_limit(self.spec.limits)} reached"
         return f"the container is not running (exit code {state.get('ExitCode')})"
+
+    def _listening_ports(self) -> set[int]:
+        try:
+            exec_id = self._client.api.exec_create(
+                self._container_id, [HELPER_TARGET, "cat", *PROC_NET_TCP], stdout=True, stderr=True
+            )["Id"]
+            stdout, _ = self._client.api.exec_start(exec_id, demux=True)
+        except docker.errors.APIError as exc:
+            raise RuntimeCommandError(
+                f"cannot look into the container: {self._why_not_running(exc)}"
+            ) from exc
+        except (docker.errors.DockerException, OSError) as exc:
+            raise RuntimeCommandError(f"cannot look into the container: {exc}") from exc
+        return loopback_listeners((stdout or b"").decode("ascii", errors="replace"))
+
+    def _start_tcp_exec(self, port: int) -> tuple[str, Any]:
+        command = [HELPER_TARGET, "nc", TCP_TARGET, str(port)]
+        try:
+            exec_id = str(
+                self._client.api.exec_create(
+                    self._container_id, command, stdin=True, stdout=True, stderr=True
+                )["Id"]
+            )
+            return exec_id, self._client.api.exec_start(exec_id, socket=True)
+        except (docker.errors.DockerException, OSError) as exc:
+            raise RuntimeCommandError(f"cannot open a connection to port {port}: {exc}") from exc
+
+    def _stop_exec(self, exec_id: str) -> None:
+        """Kill an exec'd process that is still running (a tunnel's ``nc`` whose peer went away)."""
+        try:
+            info = self._client.api.exec_inspect(exec_id)
+        except (docker.errors.DockerException, OSError):
+            return  # the container (and so the process) is gone
+        pid = int(info.get("Pid") or 0)
+        if info.get("Running") and pid:
+            self._kill_process_group(pid)
 
     def _finish_exec(self, exec_id: str) -> tuple[dict[str, Any], int | None, dict[str, Any] | None]:
         try:
@@ -719,6 +811,129 @@ class _Execution:
 
 _STDOUT = 1
 _STDERR = 2
+_FRAME_HEADER = struct.Struct(">BxxxL")
+_MAX_ERROR_TEXT = 500
+
+
+# --------------------------------------------------------------------------------------------
+# VPN tunnels: a TCP connection inside the container, through an exec'd nc
+
+
+class _ExecTcpChannel:
+    """One tunnel's connection: the stdin and stdout of ``nc`` exec'd in the container.
+
+    The exec's socket is driven by asyncio streams: reads follow Docker's multiplexed framing
+    (stdout carries the connection's bytes, stderr only ``nc``'s complaints), writes wait for the
+    socket to drain, and ``write_eof`` shuts the socket's sending side, which Docker passes on as
+    end of file on ``nc``'s stdin (``nc`` then half-closes the TCP connection).
+    """
+
+    def __init__(
+        self,
+        runtime: DockerRuntime,
+        exec_id: str,
+        sock: Any,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self._runtime = runtime
+        self._exec_id = exec_id
+        self._sock = sock
+        self._reader = reader
+        self._writer = writer
+        self._errors = bytearray()
+        self._closed = False
+
+    async def read(self) -> bytes:
+        while True:
+            try:
+                header = await self._reader.readexactly(_FRAME_HEADER.size)
+                stream, size = _FRAME_HEADER.unpack(header)
+                body = await self._reader.readexactly(size)
+            except asyncio.IncompleteReadError:
+                return self._ended()
+            except OSError:
+                return self._ended()
+            if stream == _STDOUT and body:
+                return body
+            if stream == _STDERR:
+                self._errors += body[: max(0, _MAX_ERROR_TEXT - len(self._errors))]
+
+    def _ended(self) -> bytes:
+        if self._errors:
+            text = self._errors.decode("utf-8", errors="replace").strip()
+            raise RuntimeCommandError(f"the connection in the container failed: {text}")
+        return b""
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def write_eof(self) -> None:
+        if not self._writer.is_closing() and self._writer.can_write_eof():
+            self._writer.write_eof()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._runtime._channels.discard(self)
+        self._writer.close()
+        with contextlib.suppress(OSError, ConnectionError):
+            await self._writer.wait_closed()
+        with contextlib.suppress(OSError):
+            self._sock.close()
+        await asyncio.to_thread(self._runtime._stop_exec, self._exec_id)
+
+
+def _close_started_exec(started: asyncio.Future[tuple[str, Any]]) -> None:
+    """Close the socket of a tunnel exec nobody waits for any more; ``nc`` then ends on its own
+    (or with the container)."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    _, sock = started.result()
+    _shut_down(sock)
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
+PROC_NET_TCP = ("/proc/net/tcp", "/proc/net/tcp6")
+_LISTEN = "0A"
+
+
+def loopback_listeners(proc_net_tcp: str) -> set[int]:
+    """The TCP ports a connection to 127.0.0.1 can reach, from ``/proc/net/tcp`` and ``tcp6`` text.
+
+    A listener counts when bound to 0.0.0.0, to an address in 127.0.0.0/8, to ``::`` (a dual-stack
+    socket also takes IPv4) or to an IPv4-mapped form of those. The kernel writes addresses as hex
+    of the in-memory bytes, 32-bit word by word in host order (little-endian here).
+    """
+    ports: set[int] = set()
+    for line in proc_net_tcp.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[3] != _LISTEN or ":" not in fields[1]:
+            continue
+        address_hex, _, port_hex = fields[1].partition(":")
+        try:
+            raw = bytes.fromhex(address_hex)
+            port = int(port_hex, 16)
+        except ValueError:
+            continue
+        if len(raw) not in (4, 16):
+            continue
+        # Each 32-bit word is in host byte order.
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+        if len(words) == 4:
+            v4: tuple[int, ...] | None = tuple(words)
+        elif words == bytes(16):
+            v4 = (0, 0, 0, 0)
+        elif words[:12] == bytes(10) + b"\xff\xff":
+            v4 = tuple(words[12:])
+        else:
+            v4 = None
+        if v4 is not None and (v4 == (0, 0, 0, 0) or v4[0] == 127):
+            ports.add(port)
+    return ports
 
 
 def _raw_socket(sock: Any) -> Any:

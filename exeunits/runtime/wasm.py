@@ -830,6 +830,8 @@ class WasmRuntime:
     async def deploy(self, options: DeployOptions) -> None:
         """Make the volumes' host folders and keep the environment for later runs."""
         self._require(_State.CREATED, "deploy")
+        if options.networks:
+            raise RuntimeCommandError("the wasmtime runtime has no network: a VPN needs the vm runtime")
         for key, value in options.env.items():
             if not key or "=" in key or "\0" in key or "\0" in value:
                 raise RuntimeCommandError(f"invalid environment variable {key!r}")

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import random
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,7 @@ from market.protocol.messages import (
     Agreement,
     AgreementEvent,
     AgreementEventType,
+    AgreementState,
     ApproveAgreement,
     CancelAgreement,
     Challenge,
@@ -304,6 +305,26 @@ class MarketClient:
         await self._request(
             TerminateAgreement(agreement_id=agreement.agreement_id, reason=reason, signature=signature)
         )
+
+    async def restore_agreements(self, agreements: Iterable[Agreement]) -> None:
+        """Take back Approved agreements this node signed before a restart of its own.
+
+        They are re-published with every new session, like the ones approved in this session, so
+        the market node keeps them (also across its own restart) and relays for them. Agreements in
+        another state are ignored. Call before :meth:`start`; on a live session they are sent at once.
+        """
+        fresh = []
+        for agreement in agreements:
+            if agreement.state is AgreementState.APPROVED and agreement.agreement_id not in self._agreements:
+                self._agreements[agreement.agreement_id] = agreement
+                fresh.append(agreement)
+        if not self.ready:
+            return  # the next session's set-up re-publishes them
+        for agreement in fresh:
+            try:
+                await self._request(RestoreAgreement(agreement=agreement))
+            except MarketError as exc:
+                log.warning("could not restore agreement %s: %s", agreement.agreement_id, exc)
 
     async def next_agreement_event(self, timeout: float | None = None) -> AgreementEvent:
         async with asyncio.timeout(timeout):

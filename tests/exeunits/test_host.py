@@ -3,6 +3,7 @@ real market node, and nobody but the agreement's requestor can touch it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from exeunits.host import ActivityHost, AgreementTerms
+from exeunits.host import ActivityHost, AgreementTerms, HostedActivity
 from exeunits.package import PackageStore
 from exeunits.payloads.wasm import build_module
 from exeunits.runtime.base import ResourceLimits
@@ -184,3 +185,80 @@ async def test_agreement_end_destroys_its_activities(pair: Pair) -> None:
     await pair.host.agreement_ended("agr-1")
     assert pair.host.activities[activity_id].activity.state.value == "Terminated"
     assert not workdir.exists()
+
+
+async def test_a_batch_in_the_wrong_order_is_refused_whole(pair: Pair) -> None:
+    to = pair.provider.node_id
+    activity_id = (await pair.calls.call(to, "activity.create", {"agreementId": "agr-1"}))["activityId"]
+    for script, fragment in (
+        (RUN_HELLO[2:], "command 0 (run) needs the activity Ready; it would be Initialized"),
+        ([{"start": {}}], "command 0 (start) needs the activity Deployed"),
+        ([{"deploy": {}}, RUN_HELLO[2]], "command 1 (run) needs the activity Ready; it would be Deployed"),
+    ):
+        with pytest.raises(RelayRpcError) as refused:
+            await pair.calls.call(to, "activity.exec", {"activityId": activity_id, "exeScript": script})
+        assert refused.value.code == "bad_request" and fragment in str(refused.value)
+    hosted = pair.host.activities[activity_id]
+    assert hosted.activity.batches == {} and hosted.activity.state.value == "Initialized"
+    # Queued lifecycle commands count: deploy+start queued, then a run is accepted at once.
+    first = await pair.calls.call(
+        to, "activity.exec", {"activityId": activity_id, "exeScript": RUN_HELLO[:2]}
+    )
+    second = await pair.calls.call(
+        to, "activity.exec", {"activityId": activity_id, "exeScript": RUN_HELLO[2:]}
+    )
+    for batch in (first, second):
+        results = await pair.calls.call(
+            to, "activity.results", {"activityId": activity_id, "batchId": batch["batchId"], "timeout": 10}
+        )
+        assert all(r["result"] == "Ok" for r in results["results"])
+
+
+async def test_destroyed_activities_are_forgotten_after_a_grace(pair: Pair) -> None:
+    to = pair.provider.node_id
+    pair.host.destroyed_grace = 0.3
+    seen: list[str] = []
+
+    async def on_destroyed(hosted: HostedActivity) -> None:
+        assert hosted.activity.state.value == "Terminated"
+        seen.append(hosted.activity.activity_id)
+
+    pair.host.on_destroyed(on_destroyed)
+    created = [
+        (await pair.calls.call(to, "activity.create", {"agreementId": "agr-1"}))["activityId"]
+        for _ in range(40)
+    ]
+    assert len(pair.host.activities) == 40
+    for activity_id in created:
+        await pair.calls.call(to, "activity.destroy", {"activityId": activity_id})
+        await pair.calls.call(to, "activity.destroy", {"activityId": activity_id})  # idempotent
+    assert seen == created  # each once, in order
+    # Within the grace a late query still sees the activity, as Terminated.
+    state = await pair.calls.call(to, "activity.state", {"activityId": created[-1]})
+    assert state["state"][0] == "Terminated"
+    with pytest.raises(RelayRpcError) as busy:
+        await pair.calls.call(to, "activity.exec", {"activityId": created[-1], "exeScript": RUN_HELLO[:1]})
+    assert busy.value.code == "conflict" and "Terminated" in str(busy.value)
+    # Then it is dropped: memory is back to empty and every call answers not_found.
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5
+    while pair.host.activities or pair.host._destroyed:
+        assert loop.time() < deadline, f"{len(pair.host.activities)} activities still held"
+        await asyncio.sleep(0.05)
+    for method in ("activity.state", "activity.usage", "activity.destroy"):
+        with pytest.raises(RelayRpcError) as gone:
+            await pair.calls.call(to, method, {"activityId": created[0]})
+        assert gone.value.code == "not_found"
+    assert seen == created  # forgetting does not call back again
+
+
+async def test_destroyed_activities_held_are_capped(pair: Pair) -> None:
+    to = pair.provider.node_id
+    pair.host.destroyed_grace = 60.0
+    pair.host.max_destroyed = 5
+    for _ in range(12):
+        activity_id = (await pair.calls.call(to, "activity.create", {"agreementId": "agr-1"}))["activityId"]
+        await pair.calls.call(to, "activity.destroy", {"activityId": activity_id})
+        assert len(pair.host.activities) <= 5 and len(pair.host._destroyed) <= 5
+    live = (await pair.calls.call(to, "activity.create", {"agreementId": "agr-1"}))["activityId"]
+    assert live in pair.host.activities and len(pair.host.activities) == 6  # the cap is on destroyed ones

@@ -6,18 +6,22 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from market.protocol.messages import AgreementState
+from payments.models import DocumentStatus
 from provider.status_api import (
     API_PREFIX,
     COMMITTED_PATH,
     ROUTES,
     AgreementInfo,
+    DocumentInfo,
     Health,
+    PlatformEarnings,
     PublishedOffer,
     _openapi_text,
     agreement_info,
@@ -36,7 +40,16 @@ def test_committed_openapi_document_is_current() -> None:
 
 def test_document_lists_every_route() -> None:
     paths = json.loads(_openapi_text())["paths"]
-    assert set(paths) == {"/offers", "/agreements", "/agreements/{agreementId}", "/health", "/openapi.json"}
+    assert set(paths) == {
+        "/offers",
+        "/agreements",
+        "/agreements/{agreementId}",
+        "/activities",
+        "/documents",
+        "/earnings",
+        "/health",
+        "/openapi.json",
+    }
     params = paths["/agreements"]["get"]["parameters"]
     assert params[0]["name"] == "state" and "Approved" in params[0]["schema"]["enum"]
 
@@ -65,6 +78,27 @@ class FakeView:
             )
             for state in (AgreementState.APPROVED, AgreementState.REJECTED)
         ]
+        self.infos.append(
+            agreement_info(
+                agreement_id="a-broken",
+                state=AgreementState.TERMINATED,
+                requestor_id="0xr",
+                runtime="vm",
+                valid_to=NOW + timedelta(hours=1),
+                approved_date=NOW,
+                created_at=NOW,
+                updated_at=NOW,
+                reason={
+                    "message": "debit note d-1 was not accepted",
+                    "golem.provider.code": "DebitNotesDeadline",
+                },
+                terminator="Provider",
+                proposed_signature="0xs",
+                approved_signature="0xt",
+                demand_properties={},
+                offer_properties={},
+            )
+        )
 
     def published_offers(self) -> list[PublishedOffer]:
         return [
@@ -80,6 +114,37 @@ class FakeView:
 
     def agreement_infos(self, state: AgreementState | None = None) -> list[AgreementInfo]:
         return [i for i in self.infos if state is None or i.state is state]
+
+    def documents(self) -> list[DocumentInfo]:
+        return [
+            DocumentInfo(
+                kind=kind,
+                document_id=f"{kind}-{status.value}",
+                agreement_id=agreement,
+                activity_ids=["act-1"],
+                status=status,
+                amount=Decimal("0.25"),
+                platform="erc20-holesky-tglm",
+                issued_at=NOW,
+                payment_due_date=None if kind == "DebitNote" else NOW + timedelta(days=1),
+            )
+            for kind, status, agreement in (
+                ("DebitNote", DocumentStatus.ACCEPTED, "a-Approved"),
+                ("DebitNote", DocumentStatus.RECEIVED, "a-broken"),
+                ("Invoice", DocumentStatus.SETTLED, "a-broken"),
+            )
+        ]
+
+    def earnings(self) -> list[PlatformEarnings]:
+        return [
+            PlatformEarnings(
+                platform="erc20-holesky-tglm",
+                agreements=2,
+                issued=Decimal("0.5"),
+                accepted=Decimal("0.5"),
+                settled=Decimal("0.25"),
+            )
+        ]
 
     def health(self) -> Health:
         raise RuntimeError("boom")  # shows the error middleware at work
@@ -124,6 +189,42 @@ async def test_endpoints_and_errors(base_url: str) -> None:
             assert response.status == 400  # unknown parameters are refused, not ignored
         async with http.get(f"{base_url}/agreements/nope") as response:
             assert response.status == 404 and (await response.json()) == {"message": "no agreement nope"}
+        async with http.get(f"{base_url}/agreements/a-broken") as response:
+            broken = await response.json()
+            assert broken["terminationCode"] == "DebitNotesDeadline" and broken["terminator"] == "Provider"
+            assert broken["reason"]["golem.provider.code"] == "DebitNotesDeadline"
+        async with http.get(f"{base_url}/agreements/a-Approved") as response:
+            assert (await response.json())["terminationCode"] is None
+        async with http.get(f"{base_url}/documents") as response:
+            documents = await response.json()
+            assert [d["documentId"] for d in documents] == [
+                "DebitNote-ACCEPTED",
+                "DebitNote-RECEIVED",
+                "Invoice-SETTLED",
+            ]
+            assert documents[0]["amount"] == "0.25" and documents[0]["paymentDueDate"] is None
+            assert documents[2]["paymentDueDate"].endswith("Z") and documents[2]["activityIds"] == ["act-1"]
+        for query, expected in (
+            ({"kind": "Invoice"}, ["Invoice-SETTLED"]),
+            ({"agreementId": "a-broken", "kind": "DebitNote"}, ["DebitNote-RECEIVED"]),
+            ({"status": "ACCEPTED"}, ["DebitNote-ACCEPTED"]),
+            ({"agreementId": "nope"}, []),
+        ):
+            async with http.get(f"{base_url}/documents", params=query) as response:
+                assert [d["documentId"] for d in await response.json()] == expected, query
+        for bad in ({"kind": "Receipt"}, {"status": "PAID"}, {"limit": "1"}):
+            async with http.get(f"{base_url}/documents", params=bad) as response:
+                assert response.status == 400 and "invalid query" in (await response.json())["message"]
+        async with http.get(f"{base_url}/earnings") as response:
+            assert await response.json() == [
+                {
+                    "platform": "erc20-holesky-tglm",
+                    "agreements": 2,
+                    "issued": "0.5",
+                    "accepted": "0.5",
+                    "settled": "0.25",
+                }
+            ]
         async with http.get(f"{base_url}/health") as response:
             assert response.status == 500 and (await response.json()) == {"message": "internal error"}
         async with http.get(f"{base_url}/nothing-here") as response:
