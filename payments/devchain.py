@@ -32,6 +32,7 @@ from eth_account import Account
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
+from market.core.processes import alive
 from payments.contracts import load
 from payments.errors import DriverError
 from payments.networks import NETWORKS, env_overrides
@@ -113,20 +114,6 @@ def free_port() -> int:
         return port
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0); look at its state.
-    with contextlib.suppress(OSError):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[0] != "Z"
-    return True
-
-
 def connect(rpc_url: str, timeout: float = 10.0) -> Web3:
     return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
 
@@ -137,11 +124,35 @@ def _wait_ready(w3: Web3, proc: subprocess.Popen[bytes], log_path: Path, timeout
         if proc.poll() is not None:
             tail = log_path.read_text()[-2000:] if log_path.exists() else ""
             raise ChainError(f"anvil exited with {proc.returncode}: {tail}")
-        with contextlib.suppress(Exception):
-            if w3.is_connected():
+        try:
+            block = w3.eth.block_number if w3.is_connected() else None
+        except Exception:  # not listening yet
+            block = None
+        if block == 0:
+            return
+        if block is not None:
+            # Past block 0 already: interval mining, or another node that took the port between
+            # our check and anvil's bind. An anvil that cannot bind exits at once; give it time to.
+            time.sleep(0.3)
+            if proc.poll() is None:
                 return
         time.sleep(0.05)
     raise ChainError(f"anvil did not answer within {timeout:.0f} s (log: {log_path})")
+
+
+def _check_port_free(port: int) -> None:
+    """Refuse a port something already listens on: anvil would exit, and the node that answers
+    there (another chain, perhaps) would get our contracts deployed to it."""
+    with socket.socket() as sock:
+        # As a server does: a port left only in TIME_WAIT by a stopped chain is free to reuse.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ChainError(
+                f"port {port} on 127.0.0.1 is in use ({exc.strerror}); choose another port "
+                "(0 picks a free one) or stop what listens there"
+            ) from None
 
 
 def _send(w3: Web3, key: str, tx: dict[str, Any]) -> Any:
@@ -183,9 +194,15 @@ def start(
         raise ChainError(f"unknown network {network!r}; known: {', '.join(NETWORKS)}")
     known = status(folder)
     if known is not None:
+        if known.network != network:
+            raise ChainError(
+                f"a chain standing in for {known.network} is already running in {folder}; "
+                f"stop it before starting one for {network}"
+            )
         return known
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    _check_port_free(port)
     chain_id = NETWORKS[network].chain_id
     log_path = folder / "anvil.log"
     command = [
@@ -230,13 +247,31 @@ def start(
         block_time=block_time,
     )
     info.write(folder)
+    _LAUNCHED[proc.pid] = proc
     return info
+
+
+_LAUNCHED: dict[int, subprocess.Popen[bytes]] = {}
+"""Chains this process started and has not stopped. Holding the ``Popen`` keeps it from being
+collected while anvil runs (which warns) and lets :func:`stop` reap the exit status through it."""
+
+
+def _reap(pid: int, launched: subprocess.Popen[bytes] | None, *, block: bool) -> None:
+    """Collect the exit status of a stopped chain that is our child, so no zombie is left."""
+    if launched is not None:
+        if block:
+            launched.wait()
+        else:
+            launched.poll()
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0 if block else os.WNOHANG)
 
 
 def status(folder: Path) -> ChainInfo | None:
     """The chain recorded in ``folder`` if its process is alive and answers, else ``None``."""
     info = ChainInfo.read(folder)
-    if info is None or not _alive(info.pid):
+    if info is None or not alive(info.pid):
         return None
     with contextlib.suppress(Exception):
         if connect(info.rpc_url, timeout=2).eth.chain_id == info.chain_id:
@@ -247,20 +282,22 @@ def status(folder: Path) -> ChainInfo | None:
 def stop(folder: Path, timeout: float = 10.0) -> bool:
     """Stop the chain recorded in ``folder``; False if none was running. Leaves its files."""
     info = ChainInfo.read(folder)
-    if info is None or not _alive(info.pid):
+    if info is None:
+        return False
+    launched = _LAUNCHED.pop(info.pid, None)
+    if not alive(info.pid):
+        _reap(info.pid, launched, block=False)  # it died on its own: collect the zombie
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(info.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(info.pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(info.pid, os.WNOHANG)
+    while alive(info.pid) and time.monotonic() < deadline:
+        _reap(info.pid, launched, block=False)
         time.sleep(0.05)
-    if _alive(info.pid):
+    if alive(info.pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(info.pid, 0)
+    _reap(info.pid, launched, block=True)
     return True
 
 
@@ -275,17 +312,47 @@ def fund(info: ChainInfo, key: str, *, gas_coin: Decimal = Decimal(DEFAULT_GAS_C
     The faucet mints 1000 to an account holding fewer than 1000; an account already holding that
     much just keeps what it has.
     """
-    w3 = connect(info.rpc_url)
+    return fund_account(connect(info.rpc_url), info.token, info.faucet, key, gas_coin=gas_coin)
+
+
+def fund_account(
+    w3: Web3, token: str, faucet: str, key: str, *, gas_coin: Decimal = Decimal(DEFAULT_GAS_COIN)
+) -> Decimal:
+    """:func:`fund` for any anvil chain, given its token and faucet addresses (from a network's
+    overrides rather than a ``chain.json``); the account's token balance afterwards."""
     account = Account.from_key(key)
     if w3.eth.get_balance(account.address) < int(gas_coin * WEI):
         set_gas_balance(w3, account.address, gas_coin)
-    token = w3.eth.contract(address=Web3.to_checksum_address(info.token), abi=load("TestGLM").abi)
-    if token.functions.balanceOf(account.address).call() < 1000 * WEI:
+    contract = w3.eth.contract(address=Web3.to_checksum_address(token), abi=load("TestGLM").abi)
+    if contract.functions.balanceOf(account.address).call() < 1000 * WEI:
+        minter = w3.eth.contract(address=Web3.to_checksum_address(faucet), abi=load("TestGLM").abi)
         try:
-            _send(w3, key, dict(token.functions.create().build_transaction({"from": account.address})))
+            _send(w3, key, dict(minter.functions.create().build_transaction({"from": account.address})))
         except ContractLogicError as exc:
             raise ChainError(f"faucet refused {account.address}: {exc}") from None
-    return Decimal(token.functions.balanceOf(account.address).call()) / WEI
+    return Decimal(contract.functions.balanceOf(account.address).call()) / WEI
+
+
+def fund_address(info: ChainInfo, address: str, *, gas_coin: Decimal = Decimal(DEFAULT_GAS_COIN)) -> Decimal:
+    """:func:`fund` for an account whose key is elsewhere (a daemon's keystore): anvil lets the
+    faucet be called as ``address`` (``anvil_impersonateAccount``), so the tokens still come from
+    the faucet, as on a testnet. Its token balance afterwards."""
+    w3 = connect(info.rpc_url)
+    who = Web3.to_checksum_address(address)
+    if w3.eth.get_balance(who) < int(gas_coin * WEI):
+        set_gas_balance(w3, who, gas_coin)
+    token = w3.eth.contract(address=Web3.to_checksum_address(info.token), abi=load("TestGLM").abi)
+    if token.functions.balanceOf(who).call() < 1000 * WEI:
+        w3.provider.make_request("anvil_impersonateAccount", [who])  # type: ignore[arg-type]
+        try:
+            faucet = w3.eth.contract(address=Web3.to_checksum_address(info.faucet), abi=load("TestGLM").abi)
+            tx_hash = faucet.functions.create().transact({"from": who})
+            receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=60, poll_latency=0.02)
+            if receipt["status"] != 1:
+                raise ChainError(f"faucet refused {who}")
+        finally:
+            w3.provider.make_request("anvil_stopImpersonatingAccount", [who])  # type: ignore[arg-type]
+    return Decimal(token.functions.balanceOf(who).call()) / WEI
 
 
 def token_balance(info: ChainInfo, address: str) -> Decimal:
@@ -300,3 +367,39 @@ def environment(folder: Path, base: Mapping[str, str] | None = None) -> dict[str
     if info is None:
         raise ChainError(f"no chain recorded in {folder}; run `golem devnet chain up` first")
     return {**(os.environ if base is None else base), **info.env()}
+
+
+@dataclass(frozen=True)
+class TokenTransfer:
+    """One ``Transfer`` event of the token."""
+
+    sender: str
+    receiver: str
+    amount: Decimal
+    """In GLM (18 decimals)."""
+    tx_hash: str
+    block: int
+
+
+def token_transfers(
+    info: ChainInfo, *, sender: str | None = None, receiver: str | None = None
+) -> list[TokenTransfer]:
+    """Every ``Transfer`` of the chain's token, optionally from ``sender`` and/or to ``receiver``."""
+    w3 = connect(info.rpc_url)
+    token = w3.eth.contract(address=Web3.to_checksum_address(info.token), abi=load("TestGLM").abi)
+    filters: dict[str, str] = {}
+    if sender is not None:
+        filters["sender"] = Web3.to_checksum_address(sender)
+    if receiver is not None:
+        filters["receiver"] = Web3.to_checksum_address(receiver)
+    events = token.events.Transfer().get_logs(from_block=0, argument_filters=filters or None)
+    return [
+        TokenTransfer(
+            sender=str(e["args"]["sender"]).lower(),
+            receiver=str(e["args"]["receiver"]).lower(),
+            amount=Decimal(e["args"]["value"]) / WEI,
+            tx_hash=e["transactionHash"].to_0x_hex(),
+            block=int(e["blockNumber"]),
+        )
+        for e in events
+    ]

@@ -101,6 +101,14 @@ class PaymentDriver(Protocol):
         """The token balance ``address`` holds on ``platform``."""
         ...
 
+    async def start(self) -> None:
+        """Begin background work (sending, confirming); idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work; what is in flight resumes at the next start."""
+        ...
+
     def add_listener(self, listener: ConfirmationListener) -> None:
         """Call ``listener(order_id, details)`` for every order this driver confirms from now on.
 
@@ -198,6 +206,12 @@ class DummyDriver:
     def _check(self, platform: str) -> None:
         if platform not in self._platforms:
             raise DriverError(f"the dummy driver does not serve platform {platform}")
+
+    async def start(self) -> None:
+        """Nothing runs in the background."""
+
+    async def close(self) -> None:
+        """Nothing runs in the background."""
 
     def add_listener(self, listener: ConfirmationListener) -> None:
         """The dummy confirms while scheduling, so it never calls a listener."""

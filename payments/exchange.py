@@ -5,19 +5,25 @@ that caused it (:mod:`payments.service`). :class:`PaymentExchange` delivers that
 the relay method ``payments.deliver`` and marks an item delivered only once the peer has taken it,
 so a crash or a dropped connection only delays a message, never loses it. The same method hands
 what arrives to the local side, after checking that the sender is the party the message speaks for.
+
+A payment confirmation is also signed by the payer's key (EIP-191 over the canonical JSON of its
+body) and the provider checks that signature before it looks at the chain: the confirmation is
+a statement the payer stands behind, whichever way it travelled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 from pydantic import ValidationError
 
 from market.client.relay import RelayRouter, RelayRpcError
-from market.core.errors import GolemError
+from market.core.errors import GolemError, SignatureError
+from market.core.identity import Identity, verify_signature
 from market.core.ids import NodeId
 from payments.documents import DocumentKind
 from payments.errors import InvalidInputError
@@ -33,10 +39,17 @@ class PaymentExchange:
     """Delivers one side's outbox and receives the other side's; ``async with`` or start()/close()."""
 
     def __init__(
-        self, router: RelayRouter, side: RequestorPayments | ProviderPayments, *, retry_interval: float = 1.0
+        self,
+        router: RelayRouter,
+        side: RequestorPayments | ProviderPayments,
+        *,
+        retry_interval: float = 1.0,
+        signer: Identity | None = None,
     ) -> None:
         self.router = router
         self.side = side
+        self.signer = signer
+        """Signs outgoing payment confirmations (the requestor's identity; the payer)."""
         self.retry_interval = retry_interval
         self.refused_backoff = 30.0
         self._wake = asyncio.Event()
@@ -90,8 +103,14 @@ class PaymentExchange:
             if peer is None:
                 log.error("no recipient known for %s %s; it stays queued", kind, document_id)
                 continue
+            params: dict[str, Any] = {"kind": kind, "documentId": document_id, "body": body}
+            if kind == "Payment":
+                if self.signer is None:
+                    log.error("payment %s cannot be confirmed: no key to sign it with", document_id)
+                    continue
+                params["signature"] = self.signer.sign_text(canonical(body))
             try:
-                await self.router.call(peer, METHOD, {"kind": kind, "documentId": document_id, "body": body})
+                await self.router.call(peer, METHOD, params)
             except RelayRpcError as exc:
                 log.info("%s %s not delivered to %s yet: %s", kind, document_id, peer, exc)
                 if exc.code in ("not_connected", "timeout", "closed", "not_found"):
@@ -135,13 +154,16 @@ class PaymentExchange:
         kind, document_id, body = params.get("kind"), params.get("documentId"), params.get("body")
         if not isinstance(kind, str) or not isinstance(document_id, str) or not isinstance(body, dict):
             raise InvalidInputError("payments.deliver takes {kind, documentId, body}")
+        signature = params.get("signature")
         try:
-            await self._take(sender, kind, document_id, body)
+            await self._take(sender, kind, document_id, body, signature)
         except ValidationError as exc:
             raise InvalidInputError(f"malformed {kind}: {exc.errors()[0]['msg']}") from exc
         return {}
 
-    async def _take(self, sender: NodeId, kind: str, document_id: str, body: dict[str, Any]) -> None:
+    async def _take(
+        self, sender: NodeId, kind: str, document_id: str, body: dict[str, Any], signature: object
+    ) -> None:
         side = self.side
         if isinstance(side, RequestorPayments):
             if kind == "DebitNote":
@@ -170,9 +192,20 @@ class PaymentExchange:
             elif kind == "Payment":
                 payment = Payment.model_validate(body)
                 _from(sender, payment.payer_id, kind)
+                if not isinstance(signature, str):
+                    raise InvalidInputError(f"payment {document_id} is not signed by its payer")
+                try:
+                    verify_signature(canonical(body), signature, NodeId(payment.payer_id.lower()))
+                except SignatureError as exc:
+                    raise InvalidInputError(f"payment {document_id}: bad payer signature ({exc})") from None
                 await side.record_payment(payment)
             else:
                 raise InvalidInputError(f"a provider does not take {kind} messages")
+
+
+def canonical(body: dict[str, Any]) -> str:
+    """The text a payment confirmation's signature covers: its body as sorted, compact JSON."""
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _from(sender: NodeId, expected: str, kind: str) -> None:

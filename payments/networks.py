@@ -175,6 +175,17 @@ def _address(value: str, variable: str) -> str:
     return "0x" + body
 
 
+def _rpc_urls(value: str, variable: str) -> tuple[str, ...]:
+    urls = tuple(u.strip() for u in value.split(",") if u.strip())
+    if not urls:
+        raise InvalidInputError(f"{variable}={value!r} names no RPC URL")
+    for url in urls:
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest:
+            raise InvalidInputError(f"{variable}={value!r}: {url!r} is not an http(s) URL")
+    return urls
+
+
 def network(name: str, env: Mapping[str, str] | None = None) -> Network:
     """The named network with yagna's environment overrides applied (``env`` defaults to os.environ).
 
@@ -189,8 +200,9 @@ def network(name: str, env: Mapping[str, str] | None = None) -> Network:
     env = os.environ if env is None else env
     prefix = base.env_prefix
     changes: dict[str, object] = {}
-    if urls := env.get(f"{prefix}_GETH_ADDR"):
-        changes["rpc_urls"] = tuple(u.strip() for u in urls.split(",") if u.strip())
+    variable = f"{prefix}_GETH_ADDR"
+    if urls := env.get(variable):
+        changes["rpc_urls"] = _rpc_urls(urls, variable)
     token_var = f"{prefix}_{base.token_symbol.upper()}_CONTRACT_ADDRESS"
     if value := env.get(token_var):
         changes["token_address"] = _address(value, token_var)
@@ -208,7 +220,7 @@ def network(name: str, env: Mapping[str, str] | None = None) -> Network:
             changes[field] = _decimal(value, variable)
     variable = f"ERC20_{prefix}_REQUIRED_CONFIRMATIONS"
     if value := env.get(variable):
-        if not value.isdigit():
+        if not (value.isascii() and value.isdigit()):
             raise InvalidInputError(f"{variable}={value!r} must be a whole number of blocks")
         changes["confirmations"] = int(value)
     return dataclasses.replace(base, **changes) if changes else base  # type: ignore[arg-type]

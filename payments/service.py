@@ -553,7 +553,7 @@ class RequestorPayments(_PaymentsSide):
         return allocation
 
     async def accept_debit_note(self, debit_note_id: str, acceptance: Acceptance) -> None:
-        """Accept a debit note: spend what it adds from the allocation; order payment if it is due.
+        """Accept a debit note: spend what it adds from the allocation and order its payment.
 
         Accepting an Accepted or Settled note again changes nothing. Refused with nothing changed
         when the amount differs from ``totalAmountDue``, the allocation is unknown, released or too
@@ -587,29 +587,30 @@ class RequestorPayments(_PaymentsSide):
             agreement = Totals(add(agreement.accepted, commit), agreement.scheduled, agreement.paid)
             self._event(kind, debit_note_id, EventKind.ACCEPTED)
             self.store.enqueue(self.role, "DebitNoteAccepted", debit_note_id, acceptance.to_wire(), now)
-            if note.payment_due_date is not None:
-                owed = subtract(note.total_amount_due, activity.scheduled)
-                if owed > 0:
-                    order = self._order_payment(
-                        payee_id=note.issuer_id,
-                        payee_addr=note.payee_addr,
-                        payer_addr=note.payer_addr,
-                        platform=note.payment_platform,
-                        amount=owed,
-                        activity_payments=[
-                            ActivityPayment(
-                                activity_id=note.activity_id,
-                                amount=owed,
-                                allocation_id=allocation.allocation_id,
-                            )
-                        ],
-                        agreement_payments=[],
-                        document_ids=(debit_note_id,),
-                        due=note.payment_due_date,
-                        now=now,
-                    )
-                    activity = Totals(activity.accepted, add(activity.scheduled, owed), activity.paid)
-                    agreement = Totals(agreement.accepted, add(agreement.scheduled, owed), agreement.paid)
+            # As yagna's payment cycles do, every accepted note is paid for (what it adds to the
+            # activity's total); a due date only makes the driver pay it sooner.
+            owed = subtract(note.total_amount_due, activity.scheduled)
+            if owed > 0:
+                order = self._order_payment(
+                    payee_id=note.issuer_id,
+                    payee_addr=note.payee_addr,
+                    payer_addr=note.payer_addr,
+                    platform=note.payment_platform,
+                    amount=owed,
+                    activity_payments=[
+                        ActivityPayment(
+                            activity_id=note.activity_id,
+                            amount=owed,
+                            allocation_id=allocation.allocation_id,
+                        )
+                    ],
+                    agreement_payments=[],
+                    document_ids=(debit_note_id,),
+                    due=note.payment_due_date,
+                    now=now,
+                )
+                activity = Totals(activity.accepted, add(activity.scheduled, owed), activity.paid)
+                agreement = Totals(agreement.accepted, add(agreement.scheduled, owed), agreement.paid)
             self.store.save_activity_totals(self.role, note.activity_id, note.agreement_id, activity)
             self.store.save_agreement_totals(self.role, note.agreement_id, agreement)
         self._changed()
@@ -1150,6 +1151,13 @@ class ProviderPayments(_PaymentsSide):
                 self._event(DocumentKind.DEBIT_NOTE, row.document_id, EventKind.SETTLED)
                 settled.append(row.document_id)
         return settled
+
+    # --- reads for the provider daemon's billing and status view ------------------------------------
+
+    def agreement_debit_notes(self, agreement_id: str) -> list[DebitNote]:
+        """Every debit note issued for one agreement, oldest first, with its current status."""
+        rows = self.store.documents_of_agreement(self.role, _DEBIT_NOTE, agreement_id)
+        return [self._debit_note(row) for row in rows]
 
 
 __all__ = [

@@ -13,14 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from market.core.storage import open_database
+from market.core.storage import Transactions, open_database
 from payments.allocation import Allocation, format_amount
 
 MIGRATIONS: tuple[str, ...] = (
@@ -180,7 +180,7 @@ class PaymentStore:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
-        self._depth = 0
+        self._transactions = Transactions(conn)
 
     @classmethod
     def open(cls, path: Path | str) -> PaymentStore:
@@ -190,27 +190,9 @@ class PaymentStore:
     def close(self) -> None:
         self.conn.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
         """Run a block atomically; nested blocks join the outer transaction."""
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        self.conn.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
-        finally:
-            self._depth = 0
+        return self._transactions()
 
     # --- allocations ------------------------------------------------------------------------------
 

@@ -16,9 +16,11 @@ import json
 import os
 import secrets
 import signal
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -43,9 +45,12 @@ from provider.config import (
     RuntimeName,
     default_data_dir,
 )
-from provider.presets import Preset, PresetError, PresetStore
+from provider.hardware import Hardware, detect_hardware
+from provider.offers import OfferSpec, offer_specs, pricing_from_properties
+from provider.presets import Preset, PresetError, PresetStore, describe_pricing, format_glm
 
 PASSWORD_FILE_NAME = "password"
+DEFAULT_STATUS_URL = "http://127.0.0.1:7466/provider/v1"
 
 
 def load_provider_config(
@@ -109,6 +114,12 @@ def provider() -> None:
 @click.option("--name", "node_name", default=None, help="Node name shown to requestors.")
 @click.option("--status-port", type=int, default=None, help="Status API port, 0 for any [7466].")
 @click.option(
+    "--preset",
+    "presets",
+    multiple=True,
+    help="Offer this preset (repeatable); replaces active_presets of the configuration.",
+)
+@click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -122,15 +133,27 @@ def run(
     subnet: str | None,
     node_name: str | None,
     status_port: int | None,
+    presets: tuple[str, ...],
     config_file: Path | None,
     show_config: bool,
 ) -> None:
-    """Run the provider daemon until SIGINT/SIGTERM."""
+    """Run the provider daemon until SIGINT/SIGTERM.
+
+    Prints what it will offer first: per offer its runtime, the resources and the prices. Without
+    presets (``--preset`` or ``active_presets``) there is one offer per enabled runtime, priced by
+    the configuration's ``pricing`` table.
+    """
     try:
         config = load_provider_config(
             data_dir,
             config_file,
-            {"market_url": market_url, "subnet": subnet, "node_name": node_name, "status_port": status_port},
+            {
+                "market_url": market_url,
+                "subnet": subnet,
+                "node_name": node_name,
+                "status_port": status_port,
+                "active_presets": list(presets) or None,
+            },
         )
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -144,14 +167,26 @@ def run(
     if created:
         click.echo(f"created node identity {identity.node_id} in {config.keystore_path}")
     try:
+        specs = offer_specs(config, PresetStore(config.presets_path).all())
+    except GolemError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc
+    hardware = detect_hardware(
+        config.data_dir,
+        max_threads=config.max_threads,
+        max_memory_gib=config.max_memory_gib,
+        max_storage_gib=config.max_storage_gib,
+    )
+    for spec in specs:
+        click.echo(describe_offer(spec, hardware, config.payment_platform))
+    try:
         asyncio.run(_run(config, identity))
     except (OSError, GolemError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from exc
 
 
 async def _run(config: ProviderConfig, identity: Identity) -> None:
-    from payments.driver import DummyDriver
     from payments.exchange import PaymentExchange
+    from payments.factory import make_drivers
     from payments.service import ProviderPayments
     from payments.store import PaymentStore
     from provider.billing import ProviderBilling
@@ -163,10 +198,15 @@ async def _run(config: ProviderConfig, identity: Identity) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     store = PaymentStore.open(config.data_dir / "payments.db")
-    # Only the dummy driver exists so far: no chain, so a requestor's dummy payment is taken on trust
-    # (the ERC-20 driver, next, verifies receipts and Transfer logs).
-    drivers = [DummyDriver(platform_names=("dummy-holesky-tglm", "dummy-glm"), trust_remote_claims=True)]
+    # The provider only checks payments: its ERC-20 driver reads receipts and Transfer logs and holds
+    # no key. On a dummy-* platform (tests, explicit opt-in) nothing can be checked, so a dummy
+    # payment is taken on trust.
+    drivers = make_drivers(
+        [config.payment_platform], data_dir=config.data_dir, identity=None, trust_dummy_claims=True
+    )
     payments = ProviderPayments(store, identity=identity.node_id, drivers=drivers)
+    for driver in drivers:
+        await driver.start()
     async with (
         ProviderDaemon(config, identity) as daemon,
         ProviderExecution(daemon) as execution,
@@ -182,7 +222,18 @@ async def _run(config: ProviderConfig, identity: Identity) -> None:
         )
         await stop.wait()
         click.echo("shutting down")
+    for driver in drivers:
+        await driver.close()
     store.close()
+
+
+def describe_offer(spec: OfferSpec, hardware: Hardware, platform: str) -> str:
+    """One offer as ``run`` announces it: runtime, preset, resources, prices and payment platform."""
+    return (
+        f"offer {spec.runtime} (preset {spec.preset}): {hardware.threads} threads, "
+        f"{hardware.memory_gib:g} GiB memory, {hardware.storage_gib:g} GiB storage; "
+        f"{describe_pricing(spec.pricing)}; paid on {platform}"
+    )
 
 
 # --- presets ----------------------------------------------------------------------------------------
@@ -200,21 +251,39 @@ def _store(data_dir: Path | None) -> PresetStore:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _glm_amount(ctx: click.Context, param: click.Parameter, value: str | None) -> Decimal | None:
+    """A price in GLM as a finite decimal (``0.1``, ``1e-3``), parsed as text, never through a float."""
+    if value is None:
+        return None
+    try:
+        amount = Decimal(value.strip())
+    except ArithmeticError:
+        raise click.BadParameter(f"{value!r} is not a valid decimal amount of GLM") from None
+    if not amount.is_finite():
+        raise click.BadParameter(f"{value!r} is not a finite amount of GLM")
+    return amount
+
+
 def _pricing_options(fn: F) -> F:
-    fn = click.option("--start-price", type=Decimal, default=None, help="GLM once per agreement.")(fn)
-    fn = click.option("--duration-per-hour", type=Decimal, default=None, help="GLM per hour of wall time.")(
-        fn
-    )
-    fn = click.option("--cpu-per-hour", type=Decimal, default=None, help="GLM per CPU-hour.")(fn)
+    for flag, text in (
+        ("--start-price", "GLM once per agreement."),
+        ("--duration-per-hour", "GLM per hour of wall time."),
+        ("--cpu-per-hour", "GLM per CPU-hour."),
+    ):
+        fn = click.option(flag, default=None, callback=_glm_amount, metavar="GLM", help=text)(fn)
     return fn
 
 
 def _describe(p: Preset) -> str:
-    q = p.pricing
-    return (
-        f"{p.name:<16} {p.runtime:<9} cpu/h {q.cpu_per_hour} GLM, duration/h {q.duration_per_hour} GLM, "
-        f"start {q.start_price} GLM"
-    )
+    return f"{p.name:<16} {p.runtime:<9} {describe_pricing(p.pricing)}"
+
+
+def _active_presets(data_dir: Path | None) -> list[str] | None:
+    """The presets the configuration offers, or None when the configuration cannot be read."""
+    try:
+        return load_provider_config(data_dir, None, {}).active_presets
+    except ConfigError:
+        return None
 
 
 @preset.command("list")
@@ -231,8 +300,14 @@ def preset_list(data_dir: Path | None, as_json: bool) -> None:
     elif not presets:
         click.echo("no presets (offers use the pricing in the configuration)")
     else:
+        active = _active_presets(data_dir)
         for p in presets:
-            click.echo(_describe(p))
+            click.echo(_describe(p) + ("  (offered)" if active and p.name in active else ""))
+        if active == []:
+            click.echo(
+                "none is offered: name them in active_presets of provider.toml, or run "
+                "`golem provider run --preset NAME`"
+            )
 
 
 @preset.command("create")
@@ -301,6 +376,9 @@ def _given(values: dict[str, Any]) -> dict[str, Any]:
 
 # --- status -----------------------------------------------------------------------------------------
 
+STATUS_PARTS = ("health", "offers", "agreements", "activities", "documents", "earnings")
+"""The status API's resources one snapshot reads, each under its own name."""
+
 
 def _get(url: str) -> Any:
     try:
@@ -310,29 +388,210 @@ def _get(url: str) -> Any:
         raise click.ClickException(f"cannot read {url}: {exc}") from exc
 
 
+def fetch_status(url: str) -> dict[str, Any]:
+    """One snapshot of a provider's status API at ``url`` (``.../provider/v1``), by part name.
+
+    Raises :class:`click.ClickException` when the provider cannot be read.
+    """
+    base = url.rstrip("/")
+    return {part: _get(f"{base}/{part}") for part in STATUS_PARTS}
+
+
+def render_status(snapshot: dict[str, Any], now: datetime) -> str:
+    """One frame of ``golem provider status``: a snapshot (:func:`fetch_status`) as text, ages
+    counted to ``now``."""
+    health = snapshot["health"]
+    market = "connected" if health["marketConnected"] else "DISCONNECTED"
+    lines = [
+        f"{health['nodeName']} ({health['nodeId']}): {health['status']}, market {market}, "
+        f"{health['activeAgreements']}/{health['maxAgreements']} agreements active, "
+        f"up {_span((now - _moment(health['startedAt'])).total_seconds())}",
+        "",
+        f"offers ({len(snapshot['offers'])})",
+    ]
+    lines += [_describe_published(o) for o in snapshot["offers"]] or ["  none"]
+    agreements = snapshot["agreements"]
+    lines += ["", f"agreements ({len(agreements)})"]
+    lines += _table(
+        ("AGREEMENT", "STATE", "REQUESTOR", "SINCE", "CODE"),
+        [
+            (
+                a["agreementId"],
+                a["state"],
+                _short_node(a["requestorId"]),
+                _ago(a["updatedAt"], now),
+                a.get("terminationCode") or "",
+            )
+            for a in agreements
+        ],
+    )
+    tokens = {a["agreementId"]: _platform_of(a) for a in agreements}
+    activities = snapshot["activities"]
+    lines += ["", f"activities ({len(activities)})"]
+    lines += _table(
+        ("ACTIVITY", "AGREEMENT", "STATE", "DURATION", "CPU", "COST"),
+        [
+            (
+                a["activityId"],
+                _short(a["agreementId"]),
+                a["state"],
+                _span(a["durationSec"]),
+                "" if a["cpuSec"] is None else f"{a['cpuSec']:.2f} s",
+                "" if a["cost"] is None else _money(a["cost"], tokens.get(a["agreementId"], "")),
+            )
+            for a in activities
+        ],
+    )
+    documents = snapshot["documents"]
+    lines += ["", f"documents ({len(documents)})"]
+    lines += _table(
+        ("KIND", "DOCUMENT", "AGREEMENT", "STATUS", "AMOUNT", "ISSUED"),
+        [
+            (
+                d["kind"],
+                d["documentId"],
+                _short(d["agreementId"]),
+                d["status"],
+                _money(d["amount"], d["platform"]),
+                _ago(d["issuedAt"], now),
+            )
+            for d in documents
+        ],
+    )
+    earnings = snapshot["earnings"]
+    lines += ["", "earnings"]
+    lines += _table(
+        ("PLATFORM", "AGREEMENTS", "ISSUED", "ACCEPTED", "SETTLED"),
+        [
+            (
+                e["platform"],
+                str(e["agreements"]),
+                _money(e["issued"], e["platform"]),
+                _money(e["accepted"], e["platform"]),
+                _money(e["settled"], e["platform"]),
+            )
+            for e in earnings
+        ],
+    )
+    return "\n".join(lines)
+
+
+def _describe_published(offer: dict[str, Any]) -> str:
+    props = offer["properties"]
+    try:
+        linear = pricing_from_properties(props)
+        hourly = Pricing(
+            cpu_per_hour=_hourly(linear.cpu_sec), duration_per_hour=_hourly(linear.duration_sec),
+            start_price=linear.fixed,
+        )  # fmt: skip
+        prices = describe_pricing(hourly)
+    except ValueError:
+        prices = "no linear pricing"
+    return (
+        f"  offer {offer['runtime']:<9} preset {offer['preset']:<12} {prices}; "
+        f"{props.get('golem.inf.cpu.threads')} threads, {props.get('golem.inf.mem.gib')} GiB memory, "
+        f"{props.get('golem.inf.storage.gib')} GiB storage  ({offer['subscriptionId']})"
+    )
+
+
+def _hourly(per_second: Decimal) -> Decimal:
+    # The offer carries per-second floats (yapapi wants floats); nano-GLM is far below any price.
+    return (per_second * 3600).quantize(Decimal("1e-9"))
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    if not rows:
+        return ["  none"]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    return [
+        "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in (headers, *rows)
+    ]
+
+
+def _moment(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _span(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def _ago(text: str, now: datetime) -> str:
+    return f"{_span(max((now - _moment(text)).total_seconds(), 0))} ago"
+
+
+def _short(ident: str) -> str:
+    return ident if len(ident) <= 12 else ident[:8] + "…"
+
+
+def _short_node(node_id: str) -> str:
+    return node_id if len(node_id) <= 12 else f"{node_id[:6]}…{node_id[-4:]}"
+
+
+def _token(platform: str) -> str:
+    """The token an ``erc20-<network>-<token>`` platform pays in, spelt as people do (tGLM, GLM)."""
+    token = platform.rsplit("-", 1)[-1]
+    return "t" + token[1:].upper() if token.startswith("t") else token.upper()
+
+
+def _money(amount: str, platform: str) -> str:
+    return f"{format_glm(Decimal(amount))} {_token(platform)}".rstrip()
+
+
+def _platform_of(agreement: dict[str, Any]) -> str:
+    chosen = agreement.get("demandProperties", {}).get("golem.com.payment.chosen-platform")
+    return chosen if isinstance(chosen, str) else ""
+
+
 @provider.command()
 @click.option(
-    "--url",
-    default="http://127.0.0.1:7466/provider/v1",
-    show_default=True,
-    help="Base URL of the provider's status API.",
+    "--url", default=DEFAULT_STATUS_URL, show_default=True, help="Base URL of the provider's status API."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(url: str, as_json: bool) -> None:
-    """Show a running provider's health, offers and agreements."""
-    base = url.rstrip("/")
-    health = _get(f"{base}/health")
-    offers = _get(f"{base}/offers")
-    agreements = _get(f"{base}/agreements")
-    if as_json:
-        click.echo(json.dumps({"health": health, "offers": offers, "agreements": agreements}, indent=2))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --watch: one document per line).")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.1),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Refresh every SECONDS (default 2) until Ctrl-C.",
+)
+def status(url: str, as_json: bool, watch: float | None) -> None:
+    """Show a running provider: health, offers with their prices, agreements (state, requestor, since
+    when, termination code), activities, debit notes and invoices, and earnings per payment platform."""
+    if watch is None:
+        snapshot = fetch_status(url)
+        click.echo(json.dumps(snapshot, indent=2) if as_json else render_status(snapshot, datetime.now(UTC)))
         return
-    click.echo(
-        f"{health['nodeName']} ({health['nodeId']}): {health['status']}, "
-        f"market {'connected' if health['marketConnected'] else 'DISCONNECTED'}, "
-        f"{health['activeAgreements']}/{health['maxAgreements']} agreements active"
-    )
-    for offer in offers:
-        click.echo(f"  offer {offer['subscriptionId']}  {offer['runtime']} (preset {offer['preset']})")
-    for a in agreements:
-        click.echo(f"  agreement {a['agreementId']}  {a['state']:<10} requestor {a['requestorId']}")
+    try:
+        while True:
+            now = datetime.now(UTC)
+            try:
+                snapshot = fetch_status(url)
+            except click.ClickException as exc:
+                # A provider restarting is worth watching through: say so and keep polling.
+                if as_json:
+                    click.echo(f"{exc.message} (retrying)", err=True)
+                else:
+                    click.clear()
+                    click.echo(f"{now:%H:%M:%S}  {exc.message}; retrying every {watch:g} s (Ctrl-C to stop)")
+            else:
+                if as_json:
+                    click.echo(json.dumps(snapshot))
+                else:
+                    click.clear()
+                    click.echo(f"{now:%H:%M:%S}  {url}, every {watch:g} s (Ctrl-C to stop)\n")
+                    click.echo(render_status(snapshot, now))
+            time.sleep(watch)
+    except KeyboardInterrupt:
+        return

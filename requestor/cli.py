@@ -254,7 +254,9 @@ def run(data_dir: Path | None, market: str | None, script: Path, args: tuple[str
                 err=True,
             )
             started, url = start_daemon(config, config.data_dir / "daemon.log")
-        code = subprocess.call([sys.executable, str(script), *args], env=script_environment(url, key))
+        platform = config.payment_platforms.split(",")[0].strip()
+        env = script_environment(url, key, platform)
+        code = subprocess.call([sys.executable, str(script), *args], env=env)
     except RunnerError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

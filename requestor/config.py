@@ -35,6 +35,14 @@ class RequestorConfig(BaseModel):
     node_name: str = Field(default="requestor", max_length=64)
     demand_ttl_seconds: float = Field(default=3600.0, gt=0, description="lifetime of a demand (yagna: 1 h)")
     market_request_timeout: float = Field(default=10.0, gt=0)
+    payment_platforms: str = Field(
+        default="erc20-holesky-tglm",
+        description=(
+            "comma-separated platforms this requestor pays on, the first being the default; "
+            "erc20-<network>-<token> (network table + HOLESKY_GETH_ADDR-style overrides) "
+            "or dummy-* (no chain)"
+        ),
+    )
 
     @property
     def keystore_path(self) -> Path:

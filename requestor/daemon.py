@@ -32,11 +32,11 @@ from market.core.identity import Identity
 from market.core.storage import open_database
 from market.protocol.errors import MarketUnavailableError
 from payments.api import build_payment_api
-from payments.driver import DummyDriver
 from payments.exchange import PaymentExchange
+from payments.factory import make_drivers, split_platforms
 from payments.service import RequestorPayments
 from payments.store import PaymentStore
-from requestor.activities import ApprovedAgreements, RequestorActivities
+from requestor.activities import ACTIVITIES_SCHEMA, ApprovedAgreements, RequestorActivities
 from requestor.activity_api import build_activity_api
 from requestor.app import add_api, build_root_app
 from requestor.appkeys import APP_KEYS_SCHEMA, AppKeyStore
@@ -46,13 +46,14 @@ from requestor.gftp.share import FileShare
 from requestor.market_api import API_PREFIX as MARKET_PREFIX
 from requestor.market_api import build_market_api
 from requestor.market_service import MARKET_SCHEMA, RequestorMarketService
+from requestor.net_api import API_PREFIX as NET_PREFIX
+from requestor.net_api import V2_PREFIX as NET_V2_PREFIX
+from requestor.net_api import build_net_api
+from requestor.net_service import RequestorNet
 
 log = logging.getLogger(__name__)
 
-DUMMY_PLATFORMS = ("dummy-holesky-tglm", "dummy-glm")
-"""What yapapi asks for with YAGNA_PAYMENT_DRIVER=dummy (network holesky), and the driver's own name."""
-
-MIGRATIONS: Sequence[str] = (APP_KEYS_SCHEMA, MARKET_SCHEMA)
+MIGRATIONS: Sequence[str] = (APP_KEYS_SCHEMA, MARKET_SCHEMA, ACTIVITIES_SCHEMA)
 """The requestor database's schema, in order; append new migrations, never edit applied ones."""
 
 
@@ -89,24 +90,34 @@ class RequestorDaemon:
         add_api(self.app, MARKET_PREFIX, build_market_api(self.market))
         # Activities run on providers: their calls travel over the market relay.
         self.relay = RelayRouter(self.market_client)
-        self.activities = RequestorActivities(self.relay, ApprovedAgreements(self.market))
+        self.activities = RequestorActivities(
+            self.relay, ApprovedAgreements(self.market), db=self.db, clock=self.clock
+        )
         add_api(self.app, "/activity-api/v1", build_activity_api(self.activities))
-        # Files yapapi's `gftp` publishes are served to providers over the relay.
-        self.files = FileShare(self.relay, self.node_id)
+        # Files yapapi's `gftp` publishes are served over the relay, only to providers this
+        # requestor has an approved agreement with.
+        self.files = FileShare(self.relay, self.node_id, authorize=self.market.authorize_provider)
         add_api(self.app, "/gftp-api/v1", build_gftp_api(self.files))
-        # Payments: allocations and documents. Only the dummy driver exists so far (it pays
-        # nobody, and serves only dummy-* platforms); the ERC-20 driver is the next step.
+        # VPNs (in memory, as in yagna) and TCP tunnels into activities, over the relay.
+        self.net = RequestorNet(self.relay)
+        add_api(self.app, NET_PREFIX, build_net_api(self.net))
+        add_api(self.app, NET_V2_PREFIX, build_net_api(self.net))
+        # Payments: allocations, documents, and the drivers that pay on the configured platforms
+        # (ERC-20 on a chain; dummy-* only when asked for, it pays nobody).
         self.payment_store = PaymentStore.open(config.data_dir / "payments.db")
-        dummy = DummyDriver(platform_names=DUMMY_PLATFORMS)
+        platforms = split_platforms(config.payment_platforms)
+        self.payment_drivers = make_drivers(platforms, data_dir=config.data_dir, identity=identity)
         self.payments = RequestorPayments(
             self.payment_store,
-            [dummy],
+            self.payment_drivers,
             identity=self.node_id,
             clock=self.clock,
-            default_platform=DUMMY_PLATFORMS[0],
+            default_platform=platforms[0],
         )
         add_api(self.app, "/payment-api/v1", build_payment_api(self.payments))
-        self.payment_exchange = PaymentExchange(self.relay, self.payments, retry_interval=0.5)
+        self.payment_exchange = PaymentExchange(
+            self.relay, self.payments, retry_interval=0.5, signer=identity
+        )
         self.payment_exchange.register()
         self.port: int = config.port
         self._runner: web.AppRunner | None = None
@@ -132,6 +143,8 @@ class RequestorDaemon:
             log.warning("no market node at %s yet; still trying", self.config.market_url)
         await self.market.start()
         await self.relay.start()
+        for driver in self.payment_drivers:
+            await driver.start()
         await self.payments.resume()
         await self.payment_exchange.start()
         runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
@@ -154,7 +167,10 @@ class RequestorDaemon:
             await self._runner.cleanup()
             self._runner = None
         await self.payment_exchange.close()
+        for driver in self.payment_drivers:
+            await driver.close()
         await self.files.aclose()
+        await self.net.close()
         await self.relay.close()
         await self.market.close()
         await self.market_client.close()

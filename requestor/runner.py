@@ -90,11 +90,15 @@ def stop_daemon(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def script_environment(url: str, key: str) -> dict[str, str]:
+def script_environment(url: str, key: str, platform: str | None = None) -> dict[str, str]:
+    """The script's environment; ``platform`` (the daemon's default, ``erc20-holesky-tglm``) sets
+    yapapi's ``YAGNA_PAYMENT_DRIVER``/``YAGNA_PAYMENT_NETWORK`` unless the caller already chose."""
     env = dict(os.environ)
     env["YAGNA_APPKEY"] = key
     env["YAGNA_API_URL"] = url
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    # Until the ERC-20 driver lands the daemon pays with the dummy driver only.
-    env.setdefault("YAGNA_PAYMENT_DRIVER", "dummy")
+    if platform is not None:
+        driver, network = platform.split("-")[:2]
+        env.setdefault("YAGNA_PAYMENT_DRIVER", driver)
+        env.setdefault("YAGNA_PAYMENT_NETWORK", network)
     return env

@@ -2,11 +2,14 @@
 
 Each component owns one pydantic model of its settings. :func:`load_config` layers the sources in
 that order, so a flag beats the environment, which beats the file, which beats the model's default.
-Environment variables are named ``<PREFIX><FIELD>`` in upper case (``GOLEM_MARKET_PORT``).
+Environment variables are named ``<PREFIX><FIELD>`` in upper case (``GOLEM_MARKET_PORT``); a value
+that starts with ``{`` or ``[`` is read as JSON, so tables and lists can come from the environment
+too (``GOLEM_PROVIDER_PRICING='{"vm": {"duration_per_hour": "36"}}'``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -55,9 +58,10 @@ def load_config(
     env = os.environ if environ is None else environ
     if env_prefix:
         for name in model.model_fields:
-            raw = env.get(f"{env_prefix}{name}".upper())
+            variable = f"{env_prefix}{name}".upper()
+            raw = env.get(variable)
             if raw is not None:
-                values[name] = raw
+                values[name] = _from_env(variable, raw)
     if overrides:
         values.update({k: v for k, v in overrides.items() if v is not None})
     unknown = sorted(set(values) - set(model.model_fields))
@@ -68,3 +72,12 @@ def load_config(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid {model.__name__}: {problems}") from exc
+
+
+def _from_env(variable: str, raw: str) -> Any:
+    if not raw.lstrip().startswith(("{", "[")):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{variable} looks like JSON but is not: {exc}") from exc

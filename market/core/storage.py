@@ -6,8 +6,9 @@ run, so opening an old file applies only the new ones, each in its own transacti
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from market.core.errors import StorageError
@@ -58,3 +59,37 @@ def _statements(script: str) -> list[str]:
     # executescript() would commit our transaction; split on ';' instead (schemas hold no literals
     # with semicolons).
     return [part.strip() for part in script.split(";") if part.strip()]
+
+
+class Transactions:
+    """Atomic blocks on one connection (opened in autocommit mode by :func:`open_database`).
+
+    ``with transactions(): ...`` runs the block in ``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` if
+    it raises); a block opened inside another joins the outer transaction, so a method that needs
+    atomicity can be called both on its own and from a larger unit of work.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+        finally:
+            self._depth = 0

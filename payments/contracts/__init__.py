@@ -42,6 +42,29 @@ class Artifact:
         return json.dumps(body, indent=1, sort_keys=True) + "\n"
 
 
+AMOUNT_BITS = 96
+"""A packed batch entry is ``address (160 bits) ‖ amount (96 bits)``, the layout of Golem's
+multi-transfer contract and of ours (``MultiTransfer.golemTransferDirectPacked``)."""
+
+
+def pack_payment(payee: str, amount_wei: int) -> bytes:
+    """One 32-byte batch entry paying ``amount_wei`` to ``payee``.
+
+    Raises :class:`ValueError` for an amount that does not fit 96 bits (about 79 billion tokens of
+    18 decimals): the contract would read the excess bits as part of the address.
+    """
+    body = payee.removeprefix("0x")
+    if len(body) != 40:
+        raise ValueError(f"{payee!r} is not a 20-byte hex address")
+    try:
+        address = bytes.fromhex(body)
+    except ValueError:
+        raise ValueError(f"{payee!r} is not a 20-byte hex address") from None
+    if not 0 <= amount_wei < 2**AMOUNT_BITS:
+        raise ValueError(f"amount {amount_wei} wei does not fit the {AMOUNT_BITS} bits of a packed entry")
+    return address + amount_wei.to_bytes(AMOUNT_BITS // 8, "big")
+
+
 def source_path(name: str) -> Path:
     return HERE / f"{name}.vy"
 

@@ -19,7 +19,13 @@ HELLO = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "hello.
 async def test_run_starts_a_daemon_for_the_script(tmp_path: Path, busybox: object) -> None:
     image, digest = busybox.archive, busybox.sha3_224  # type: ignore[attr-defined]
     async with local_network(tmp_path, image, requestor=False) as net:
-        env = dict(os.environ, GOLEM_REQUESTOR_PORT="0", PYTHONUNBUFFERED="1")
+        # Not about payment: the providers and this requestor use the chain-less dummy platform.
+        env = dict(
+            os.environ,
+            GOLEM_REQUESTOR_PORT="0",
+            PYTHONUNBUFFERED="1",
+            GOLEM_REQUESTOR_PAYMENT_PLATFORMS="dummy-holesky-tglm",
+        )
         for name in ("YAGNA_APPKEY", "YAGNA_API_URL"):
             env.pop(name, None)
         data = tmp_path / "requestor"

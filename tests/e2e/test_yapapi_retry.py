@@ -9,14 +9,17 @@ from pathlib import Path
 import pytest
 
 from blueprints.localnet import invoices, local_network, run_script
+from payments.devchain import ChainInfo
 
 RETRY = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "retry.py"
 
 
 @pytest.mark.timeout(240)
-async def test_failed_command_is_reported_and_retried(tmp_path: Path, busybox: object) -> None:
+async def test_failed_command_is_reported_and_retried(
+    tmp_path: Path, busybox: object, chain: ChainInfo
+) -> None:
     image, digest = busybox.archive, busybox.sha3_224  # type: ignore[attr-defined]
-    async with local_network(tmp_path, image) as net:
+    async with local_network(tmp_path, image, chain=chain) as net:
         code, text = await run_script(
             net, RETRY, "--image-hash", digest, "--image-url", net.image_url, timeout=120
         )

@@ -1,27 +1,45 @@
 """yapapi's service model on two real providers: two instances run a background process, report
-their state repeatedly, and stop cleanly; both agreements end with an accepted invoice."""
+their state repeatedly, and stop cleanly; both agreements end with an accepted invoice. Debit notes
+come every second and each accepted one is paid on the local chain while the service runs
+(mid-agreement payments), before the final invoice."""
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from blueprints.localnet import debit_notes, invoices, local_network, run_script
+from blueprints.localnet import (
+    debit_notes,
+    invoices,
+    local_network,
+    provider_documents,
+    provider_payments,
+    run_script,
+    wait_settled,
+)
+from payments.devchain import ChainInfo
+from tests.e2e.conftest import assert_paid_on_chain
+
+
+def _at(value: object) -> datetime:
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
 
 SERVICE = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "service.py"
 
 
 @pytest.mark.timeout(240)
-async def test_two_service_instances(tmp_path: Path, busybox: object) -> None:
+async def test_two_service_instances(tmp_path: Path, busybox: object, chain: ChainInfo) -> None:
     image, digest = busybox.archive, busybox.sha3_224  # type: ignore[attr-defined]
     # Debit notes every second (instead of 120 s) so this short run sees several and accepts them.
     fast_billing = {
         "GOLEM_PROVIDER_DEBIT_NOTE_INTERVAL_SEC": "1",
         "GOLEM_PROVIDER_MIN_DEBIT_NOTE_INTERVAL_SEC": "1",
     }
-    async with local_network(tmp_path, image, providers=2, provider_env=fast_billing) as net:
+    async with local_network(tmp_path, image, providers=2, provider_env=fast_billing, chain=chain) as net:
         code, text = await run_script(
             net, SERVICE, "--image-hash", digest, "--image-url", net.image_url, "--rounds", "6"
         )
@@ -38,6 +56,19 @@ async def test_two_service_instances(tmp_path: Path, busybox: object) -> None:
         assert len(received) == 2 and all(i["status"] in ("ACCEPTED", "SETTLED") for i in received), received
         notes = await debit_notes(net)
         assert len(notes) >= 2, notes  # at least one per running activity
-        # Accepted by yapapi; settled by the invoice payment that covers them.
         assert all(n["status"] in ("ACCEPTED", "SETTLED") for n in notes), [n["status"] for n in notes]
         assert all(float(str(n["totalAmountDue"])) > 0 for n in notes), notes
+        settled = await wait_settled(net, providers=2)
+        assert_paid_on_chain(net, settled)
+        for n in (1, 2):
+            # Paid while the service ran: confirmations for its activity's debit notes, timed before
+            # the invoice was issued, and every note the provider issued ends settled.
+            [invoice] = provider_documents(net, n)
+            early = [
+                p
+                for p in provider_payments(net, n)
+                if p["activityPayments"] and _at(p["timestamp"]) < _at(invoice["timestamp"])
+            ]
+            assert early, (provider_payments(net, n), invoice)
+            statuses = {d["status"] for d in provider_documents(net, n, "DebitNote")}
+            assert statuses == {"SETTLED"}, statuses

@@ -10,14 +10,15 @@ import pytest
 
 from blueprints.localnet import invoices, local_network, run_script
 from exeunits.payloads.wasm import build_module
+from payments.devchain import ChainInfo
 
 SCRIPT = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "wasm_hello.py"
 
 
 @pytest.mark.timeout(240)
-async def test_wasm_tasks(tmp_path: Path, busybox: object) -> None:
+async def test_wasm_tasks(tmp_path: Path, busybox: object, chain: ChainInfo) -> None:
     image = busybox.archive  # type: ignore[attr-defined]
-    async with local_network(tmp_path, image) as net:
+    async with local_network(tmp_path, image, chain=chain) as net:
         module = build_module("hello")
         served = image.parent / "hello.wasm"  # the network's HTTP server serves the image's folder
         served.write_bytes(module)

@@ -147,7 +147,8 @@ async def test_debit_note_flow_through_yapapis_client(
             total_amount_accepted=str(fetched.total_amount_due), allocation_id=allocation.allocation_id
         ),
     )
-    assert (await server.api.get_debit_note(note.debit_note_id)).status == "ACCEPTED"
+    # Accepted, and at once paid for by the dummy driver (it confirms while scheduling).
+    assert (await server.api.get_debit_note(note.debit_note_id)).status == "SETTLED"
     assert Decimal((await server.api.get_allocation(allocation.allocation_id)).spent_amount) == Decimal(
         "0.0002"
     )

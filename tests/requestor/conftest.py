@@ -66,7 +66,12 @@ async def market_node() -> AsyncIterator[MarketNode]:
 
 @pytest.fixture
 async def daemon(market_node: MarketNode, tmp_path: Path) -> AsyncIterator[RequestorDaemon]:
-    config = RequestorConfig(port=0, market_url=market_node.ws_url, data_dir=tmp_path / "requestor")
+    config = RequestorConfig(
+        port=0,
+        market_url=market_node.ws_url,
+        data_dir=tmp_path / "requestor",
+        payment_platforms="dummy-holesky-tglm",
+    )
     async with RequestorDaemon(config, Identity.generate()) as d:
         yield d
 

@@ -205,7 +205,11 @@ async def test_rejections_both_ways(
 async def test_without_a_market_node_the_api_still_answers(tmp_path: Path) -> None:
     """The daemon comes up without its market node; market calls are 503 until it is reachable."""
     config = RequestorConfig(
-        port=0, market_url="ws://127.0.0.1:9/ws", data_dir=tmp_path / "lonely", market_request_timeout=0.5
+        port=0,
+        market_url="ws://127.0.0.1:9/ws",
+        data_dir=tmp_path / "lonely",
+        market_request_timeout=0.5,
+        payment_platforms="dummy-glm",
     )
     daemon = RequestorDaemon(config, Identity.generate())
     try:

@@ -22,7 +22,9 @@ async def test_agreements_are_reloaded_after_a_restart(
     market_node: MarketNode, provider: Provider, tmp_path: Path
 ) -> None:
 
-    config = RequestorConfig(port=0, market_url=market_node.ws_url, data_dir=tmp_path / "r")
+    config = RequestorConfig(
+        port=0, market_url=market_node.ws_url, data_dir=tmp_path / "r", payment_platforms="dummy-glm"
+    )
     identity = Identity.generate()
     async with RequestorDaemon(config, identity) as daemon:
         _, secret = daemon.app_keys.create("k", daemon.node_id)

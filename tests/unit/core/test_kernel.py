@@ -59,6 +59,17 @@ def test_config_errors_are_clear(tmp_path: Path, toml: str, env: dict[str, str],
         load_config(Settings, toml_path=path, section="market", env_prefix="GOLEM_MARKET_", environ=env)
 
 
+def test_config_tables_and_lists_from_the_environment_as_json() -> None:
+    class Nested(BaseModel):
+        prices: dict[str, float] = {}
+        names: list[str] = []
+
+    env = {"X_PRICES": '{"vm": 1.5}', "X_NAMES": '["a", "b"]'}
+    assert load_config(Nested, env_prefix="X_", environ=env) == Nested(prices={"vm": 1.5}, names=["a", "b"])
+    with pytest.raises(ConfigError, match="X_PRICES looks like JSON"):
+        load_config(Nested, env_prefix="X_", environ={"X_PRICES": "{vm: 1}"})
+
+
 def test_config_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(Settings, toml_path=tmp_path / "none.toml")
