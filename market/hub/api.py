@@ -1,10 +1,10 @@
 """The market node's read-only REST API, mounted at ``/market/v1``.
 
 For consoles and integrators: live offers (filterable by a constraint) and demands, connected nodes,
-and activity statistics. Handlers parse the query into a model, read the market, and serialise a
-response model; :func:`error_middleware` is the one place where errors become HTTP statuses. The
-routes are declared once in :data:`ROUTES`, which both :func:`build_api` and the OpenAPI generator
-(:mod:`market.hub.openapi`) read.
+recent agreements and activity statistics. Handlers parse the query into a model, read the market,
+and serialise a response model; :func:`error_middleware` is the one place where errors become HTTP
+statuses. The routes are declared once in :data:`ROUTES`, which both :func:`build_api` and the
+OpenAPI generator (:mod:`market.hub.openapi`) read.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from pydantic import BaseModel, ValidationError
 
 from market.core.logging import correlated
 from market.hub.api_models import (
+    AgreementPage,
+    AgreementSummary,
     ConnectedNode,
     Demand,
     DemandPage,
@@ -35,6 +37,7 @@ from market.hub.api_models import (
 )
 from market.hub.market import Market, Subscription, SubscriptionKind
 from market.hub.openapi import Route, build_document, render
+from market.hub.registry_api import ROUTES as REGISTRY_ROUTES
 from market.props import ConstraintSyntaxError, parse_constraints
 from market.protocol.errors import BadRequestError, ErrorCode, MarketError, NotFoundError
 from market.protocol.messages import AgreementState, ProposalState
@@ -213,6 +216,35 @@ async def list_nodes(request: web.Request) -> web.Response:
     )
 
 
+async def list_agreements(request: web.Request) -> web.Response:
+    query = _query(request, PageQuery)
+    records = sorted(
+        request.app[NODE_KEY].market.agreements.values(),
+        key=lambda r: r.agreement.timestamp,
+        reverse=True,
+    )
+    window = records[query.offset : query.offset + query.limit]
+    return _json(
+        AgreementPage(
+            items=[
+                AgreementSummary(
+                    agreement_id=r.agreement.agreement_id,
+                    provider_id=r.agreement.offer.provider_id,
+                    requestor_id=r.agreement.demand.requestor_id,
+                    state=r.agreement.state.value,
+                    timestamp=r.agreement.timestamp,
+                    valid_to=r.agreement.valid_to,
+                    approved_date=r.agreement.approved_date,
+                )
+                for r in window
+            ],
+            total=len(records),
+            offset=query.offset,
+            limit=query.limit,
+        )
+    )
+
+
 async def get_stats(request: web.Request) -> web.Response:
     return _json(market_stats(request.app[NODE_KEY]))
 
@@ -246,22 +278,39 @@ ROUTES: tuple[Route, ...] = (
         errors=(400,),
     ),
     Route("GET", "/nodes", "listNodes", "List nodes with a live session", list_nodes, list[ConnectedNode]),
+    Route(
+        "GET",
+        "/agreements",
+        "listAgreements",
+        "List agreements the node holds, newest first",
+        list_agreements,
+        AgreementPage,
+        query=PageQuery,
+        errors=(400,),
+        description=(
+            "Agreements being negotiated or running, and finished ones for a few minutes after they "
+            "end. Parties, state and times only; the offer and demand stay with the parties."
+        ),
+    ),
     Route("GET", "/stats", "getStats", "Counts of live and past market objects", get_stats, MarketStats),
     Route("GET", "/openapi.json", "getOpenApi", "This document", get_openapi, dict[str, Any]),
 )
 
 
 def openapi_document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document of this API (what ``market/hub/openapi.json`` holds)."""
+    """The OpenAPI 3.1 document of this API (what ``market/hub/openapi.json`` holds), with the package
+    registry's routes, which the node serves outside ``/market/v1`` (each names its own server)."""
     return build_document(
-        ROUTES,
+        (*ROUTES, *REGISTRY_ROUTES),
         title="Golem market node API",
         version=API_VERSION,
         server_url=API_PREFIX,
         error_model=ErrorMessage,
         description=(
             "Read-only view of a market node: live offers (filterable by a constraint) and demands, "
-            'connected nodes, and activity statistics. Every error body is `{"message": ...}`.'
+            "connected nodes, recent agreements and activity statistics; and the node's package registry "
+            "(`/packages`, `/v1/image/info`, served from the root). "
+            'Every error body is `{"message": ...}`.'
         ),
     )
 

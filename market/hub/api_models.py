@@ -110,6 +110,22 @@ class ConnectedNode(WireModel):
     connected_since: Timestamp
 
 
+class AgreementSummary(WireModel):
+    """An agreement the market node carried, without its offer and demand: who, what state, when."""
+
+    agreement_id: str
+    provider_id: str
+    requestor_id: str
+    state: str
+    timestamp: Timestamp = Field(description="When the agreement was created.")
+    valid_to: Timestamp
+    approved_date: Timestamp | None = None
+
+
+class AgreementPage(Page):
+    items: list[AgreementSummary]
+
+
 class StateCounts(WireModel):
     """Objects per state: `live` are held now, `total` ever entered that state since the node started."""
 

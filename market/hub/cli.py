@@ -29,6 +29,12 @@ def market() -> None:
     default=None,
     help="TOML file with a [market] table of settings.",
 )
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the package registry keeps its files [default: $GOLEM_DATA_DIR/market].",
+)
 @click.option("--max-frame-bytes", type=int, default=None, help="Largest WebSocket frame accepted.")
 @click.option("--max-subscriptions-per-node", type=int, default=None, help="Live offers+demands per node.")
 @click.option("--max-messages-per-second", type=float, default=None, help="Per-session message rate.")
@@ -37,6 +43,7 @@ def serve(
     host: str | None,
     port: int | None,
     config_file: Path | None,
+    data_dir: Path | None,
     max_frame_bytes: int | None,
     max_subscriptions_per_node: int | None,
     max_messages_per_second: float | None,
@@ -45,7 +52,9 @@ def serve(
     """Run a market node until SIGINT/SIGTERM.
 
     Settings come from defaults, then --config's [market] table, then GOLEM_MARKET_* environment
-    variables (GOLEM_MARKET_PORT, ...), then these flags.
+    variables (GOLEM_MARKET_PORT, ...), then these flags. The package registry's upload token and
+    public URL are settings only (GOLEM_MARKET_UPLOAD_TOKEN, GOLEM_MARKET_PUBLIC_URL), never flags:
+    a flag would show the token to every user of `ps`.
     """
     try:
         config = load_config(
@@ -56,6 +65,7 @@ def serve(
             overrides={
                 "host": host,
                 "port": port,
+                "data_dir": data_dir,
                 "max_frame_bytes": max_frame_bytes,
                 "max_subscriptions_per_node": max_subscriptions_per_node,
                 "max_messages_per_second": max_messages_per_second,
@@ -64,7 +74,8 @@ def serve(
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
     if show_config:
-        click.echo(json.dumps(config.model_dump(), indent=2))
+        # JSON mode writes paths as strings and the upload token as asterisks.
+        click.echo(json.dumps(config.model_dump(mode="json"), indent=2))
         return
     try:
         asyncio.run(_serve(config))
@@ -79,7 +90,8 @@ async def _serve(config: MarketNodeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with MarketNode(config) as node:
         click.echo(
-            f"market node listening on {node.url}  (WebSocket {node.ws_url}, REST {node.url}/market/v1)"
+            f"market node listening on {node.url}  (WebSocket {node.ws_url}, REST {node.url}/market/v1, "
+            f"console {node.url}/, packages {node.url}/packages)"
         )
         await stop.wait()
         click.echo("shutting down")

@@ -40,7 +40,7 @@ _PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class Route:
     """One REST endpoint: what aiohttp registers and what the document describes."""
 
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     path: str
     operation_id: str
     summary: str
@@ -56,6 +56,14 @@ class Route:
     """The JSON request body: a pydantic model class or any ``TypeAdapter`` type; None for none."""
     success_status: int = 200
     """The status of the successful answer (201 for creations, 204 for no content)."""
+    also: tuple[int, ...] = ()
+    """Further success statuses with the same body (206 for a byte range, 200 for an existing object)."""
+    content_type: str = "application/json"
+    """The media type of the success body (``application/octet-stream`` with ``response=bytes``)."""
+    body_content_type: str = "application/json"
+    """The media type of the request body (``application/octet-stream`` with ``body=bytes``)."""
+    server: str | None = None
+    """A base URL other than the document's for this path (a route outside the API's mount point)."""
 
     @property
     def path_params(self) -> list[str]:
@@ -133,12 +141,14 @@ def _operation(route: Route, components: _Components, error_model: type[BaseMode
     ]
     if route.query is not None:
         parameters += _query_parameters(route.query)
-    success: JsonSchema = {"description": HTTPStatus(route.success_status).phrase}
-    if route.response is not None:
-        success["content"] = {
-            "application/json": {"schema": components.schema_of(route.response, "serialization")}
-        }
-    responses: JsonSchema = {str(route.success_status): success}
+    responses: JsonSchema = {}
+    for status in (route.success_status, *route.also):
+        success: JsonSchema = {"description": HTTPStatus(status).phrase}
+        if route.response is not None:
+            success["content"] = {
+                route.content_type: {"schema": components.schema_of(route.response, "serialization")}
+            }
+        responses[str(status)] = success
     for status in route.errors:
         responses[str(status)] = {
             "description": HTTPStatus(status).phrase,
@@ -160,7 +170,7 @@ def _operation(route: Route, components: _Components, error_model: type[BaseMode
     if route.body is not None:
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": components.schema_of(route.body, "validation")}},
+            "content": {route.body_content_type: {"schema": components.schema_of(route.body, "validation")}},
         }
     return operation
 
@@ -176,13 +186,17 @@ def build_document(
 ) -> JsonSchema:
     """An OpenAPI 3.1 document describing ``routes``; every error body is ``error_model``."""
     components = _Components()
-    paths: dict[str, dict[str, JsonSchema]] = {}
+    paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         methods = paths.setdefault(route.path, {})
         key = route.method.lower()
         if key in methods:
             raise ValueError(f"{route.method} {route.path} is declared twice")
         methods[key] = _operation(route, components, error_model)
+        if route.server is not None:
+            servers = [{"url": route.server}]
+            if methods.setdefault("servers", servers) != servers:
+                raise ValueError(f"the operations on {route.path} name different servers")
     info: JsonSchema = {"title": title, "version": version}
     if description:
         info["description"] = description

@@ -4,7 +4,8 @@ Each daemon holds one WebSocket on ``/ws``. The session opens with a signed chal
 the recovered address), then every text frame is parsed into a request model, checked against the
 session's rate limit, handed to the market, and answered; the effects the market returns are queued
 to the sessions they address. Binary frames are relayed as they are, with the verified sender put
-in their header. The REST API (``/market/v1``) reads the same market object.
+in their header. The REST API (``/market/v1``) and the web console (``/``) read the same market
+object; the package registry (``/packages``, ``/v1/image/info``) sits beside them.
 """
 
 from __future__ import annotations
@@ -16,18 +17,21 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from market.core.clock import Clock, SystemClock
+from market.core.config import data_dir
 from market.core.errors import SignatureError
 from market.core.identity import recover_signer
 from market.core.ids import NodeId, node_id
 from market.core.logging import correlated
 from market.core.wire import WireModel
 from market.hub.market import Deliver, Limits, Market, SubscriptionKind
+from market.hub.registry import PackageRegistry
 from market.protocol.errors import (
     BadRequestError,
     FrameTooLargeError,
@@ -84,6 +88,15 @@ class MarketNodeConfig(BaseModel):
     hello_timeout: float = Field(default=10.0, gt=0)
     sweep_interval: float = Field(default=1.0, gt=0)
     send_queue_limit: int = Field(default=10_000, ge=10)
+    data_dir: Path | None = None
+    """Where the package registry keeps its files (``<data_dir>/packages``); default
+    ``$GOLEM_DATA_DIR/market``. Nothing is written there until the first upload."""
+    upload_token: SecretStr | None = None
+    """Required (as ``Authorization: Bearer``) for package uploads; unset: uploads from loopback only."""
+    max_package_bytes: int = Field(default=2 * 1024**3, ge=1)
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+(/\S*)?$")
+    """How providers reach this node (``https://market.example.org``), for the registry's download
+    URLs; unset: the scheme and ``Host`` of each request."""
 
 
 @dataclass
@@ -112,6 +125,11 @@ class MarketNode:
         self.clock = clock or SystemClock()
         self.market = Market(Limits(max_subscriptions_per_node=self.config.max_subscriptions_per_node))
         self.sessions: dict[NodeId, Session] = {}
+        self.registry = PackageRegistry(
+            (self.config.data_dir or data_dir() / "market") / "packages",
+            max_package_bytes=self.config.max_package_bytes,
+            clock=self.clock,
+        )
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
@@ -122,10 +140,17 @@ class MarketNode:
 
     def _build_app(self) -> web.Application:
         from market.hub.api import build_api
+        from market.hub.console import console_page
+        from market.hub.registry_api import RegistrySettings, build_registry_apps
 
         app = web.Application()
         app.router.add_get("/ws", self._handle_ws)
+        app.router.add_get("/", console_page)
         app.add_subapp("/market/v1", build_api(self))
+        token = self.config.upload_token.get_secret_value() if self.config.upload_token else None
+        settings = RegistrySettings(upload_token=token or None, public_url=self.config.public_url)
+        for prefix, registry_app in build_registry_apps(self.registry, settings).items():
+            app.add_subapp(prefix, registry_app)
         return app
 
     async def start(self) -> None:
@@ -155,6 +180,7 @@ class MarketNode:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._runner.cleanup()
         self._runner = None
+        self.registry.close()
 
     async def __aenter__(self) -> MarketNode:
         await self.start()

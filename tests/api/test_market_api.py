@@ -380,5 +380,10 @@ async def test_served_openapi_equals_the_committed_file(
         "/demands",
         "/nodes",
         "/stats",
+        "/agreements",
         "/openapi.json",
+        # The package registry, served from the root (each of these paths names its own server).
+        "/packages",
+        "/packages/{hash}",
+        "/v1/image/info",
     }
