@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from market.core.errors import GolemError
 from provider.config import Pricing, RuntimeName
+
+
+def format_glm(amount: Decimal) -> str:
+    """``amount`` as an operator reads it: plain digits, no exponent, no trailing zeros (``0.1``,
+    ``0.000010649402105557``, ``12``)."""
+    return format(amount.normalize(), "f")
+
+
+def describe_pricing(pricing: Pricing) -> str:
+    """The prices in the units operators set them in: ``0.1 GLM/CPU-hour, 0.02 GLM/hour, start 0 GLM``."""
+    return (
+        f"{format_glm(pricing.cpu_per_hour)} GLM/CPU-hour, {format_glm(pricing.duration_per_hour)} GLM/hour, "
+        f"start {format_glm(pricing.start_price)} GLM"
+    )
 
 
 class PresetError(GolemError):

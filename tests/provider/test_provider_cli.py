@@ -126,7 +126,14 @@ async def test_run_starts_the_daemon_until_sigterm(tmp_path: Path, monkeypatch: 
         )  # fmt: skip
         try:
             assert proc.stdout is not None
-            line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+            lines = [(await asyncio.wait_for(proc.stdout.readline(), 20)).decode() for _ in range(3)]
+            # First what it offers (runtime, resources, prices in the units they are set in), then
+            # the daemon's own line.
+            offers, line = lines[:2], lines[2]
+            heads = ["offer vm (preset vm)", "offer wasmtime (preset wasmtime)"]
+            assert [o.split(":")[0] for o in offers] == heads
+            prices = "0.1 GLM/CPU-hour, 0.02 GLM/hour, start 0 GLM"
+            assert all(" threads, " in o and prices in o for o in offers)
             assert identity.node_id in line and "status API http://127.0.0.1:" in line
             deadline = asyncio.get_running_loop().time() + 10
             while len(node.market.offers()) < 2:
