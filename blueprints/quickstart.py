@@ -1,76 +1,167 @@
-"""The main job: a local network runs the yapapi hello-world end to end, with payment.
+"""The main job: a fresh devnet runs the task-model blueprint end to end, and is paid on chain.
 
-    python -m blueprints.quickstart [--providers 2] [--keep]
+    python -m blueprints.quickstart [--providers 2] [--keep] [--dir DIR]
 
-Builds the busybox payload image offline, starts a market node, providers and a requestor daemon on
-loopback, runs the unchanged yapapi script ``blueprints/scripts/hello.py`` against them, and prints
-what the provider computed, what it cost, and the payment. Payments use the **dummy** driver for
-now (documents are issued, accepted and "paid" with no chain); the ERC-20 driver is the next step.
+Builds the blueprints' payload image offline, starts a devnet (``golem devnet up``: a local chain
+standing in for holesky with our test GLM token and batch contract, a market node, providers and
+a requestor daemon funded from the token's faucet), pushes the image to the market node's package
+registry, and runs the unchanged yapapi script ``blueprints/scripts/fractal.py``: a Mandelbrot image
+rendered in tiles by the providers and merged into one PNG. It prints the script's progress, the
+result, what the invoices cost and the ERC-20 transfers that paid them (with the providers'
+verdict: each checks the transfer on chain and marks its invoice settled). Then it stops the
+devnet, or with ``--keep`` leaves it running and says how to use and stop it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
-from blueprints.localnet import invoices, local_network, run_script
-from exeunits.payloads.image import build_busybox_image
+from blueprints import devnet_runner
+from blueprints.payloads import build
+from market.core.config import data_dir
+from market.hub.registry_client import push
+from payments import devchain
+from payments.store import PaymentStore
 
-HELLO = Path(__file__).with_name("scripts") / "hello.py"
+FRACTAL = Path(__file__).with_name("scripts") / "fractal.py"
 
 
-async def quickstart(root: Path, providers: int, keep: bool) -> int:
-    def say(text: str) -> None:
-        print(text, flush=True)
+def say(text: str) -> None:
+    print(text, flush=True)
 
+
+def invoices(folder: Path, role: str, data: str) -> list[dict[str, object]]:
+    """The invoices in one daemon's books (``data`` is its data dir under the devnet folder)."""
+    store = PaymentStore.open(folder / data / "payments.db")
+    try:
+        return [{**row.body, "status": row.status} for row in store.documents(role, "Invoice")]
+    finally:
+        store.close()
+
+
+async def wait_settled(folder: Path, providers: int, timeout: float = 60.0) -> list[dict[str, object]]:
+    """Every invoice the providers issued, once each provider has marked it SETTLED."""
+    deadline = time.monotonic() + timeout
+    while True:
+        issued = [i for n in range(1, providers + 1) for i in invoices(folder, "provider", f"provider-{n}")]
+        if issued and all(i["status"] == "SETTLED" for i in issued):
+            return issued
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"invoices not settled within {timeout:.0f} s: {issued}")
+        await asyncio.sleep(0.5)
+
+
+async def run_fractal(env: dict[str, str], args: list[str]) -> int:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(FRACTAL), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    async for line in proc.stdout:
+        text = line.decode(errors="replace").rstrip()
+        if text:
+            say(f"  | {text}")
+    return await proc.wait()
+
+
+async def quickstart(folder: Path, providers: int, keep: bool, out: Path) -> int:
     started = time.perf_counter()
-    say("building the payload image (busybox, offline) ...")
-    image = build_busybox_image(root / "images")
+    say("building the payload image (busybox-static and the fractal renderer, offline) ...")
+    image = build(folder / "images")
     say(f"  {image.archive.name}: sha3-224 {image.sha3_224}")
-    say(f"starting a market node, {providers} provider(s) and a requestor daemon on loopback ...")
-    async with local_network(root, image.archive, providers=providers) as net:
-        say(f"  market {net.market_ws}, requestor API {net.requestor_url}, logs in {root}/*.log")
-        say("running blueprints/scripts/hello.py (yapapi 0.13.1, unchanged) ...")
-        code, output = await run_script(
-            net, HELLO, "--image-hash", image.sha3_224, "--image-url", net.image_url
-        )
-        for line in output.strip().splitlines():
-            say(f"  | {line}")
+
+    say(f"starting a devnet: local chain, market node, {providers} provider(s), a funded requestor ...")
+    net = devnet_runner.up(
+        folder / "devnet",
+        providers=providers,
+        market_port=0,
+        requestor_port=0,
+        chain_port=0,
+        say=lambda t: say(f"  {t}"),
+    )
+    code = 1
+    try:
+        chain = devchain.ChainInfo.read(folder / "devnet" / "chain")
+        market = net.part("market")
+        assert chain is not None and market is not None
+        say("pushing the image to the market node's package registry ...")
+        package = await push(market.url, image.archive)
+        say(f"  {package['url']}")
+
+        env = {**os.environ, **devnet_runner.environment(net, chain), "PYTHONUNBUFFERED": "1"}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        balance = devchain.token_balance(chain, net.requestor_id)
+        say(f"running blueprints/scripts/fractal.py (yapapi 0.13.1, unchanged) as {net.requestor_id} ...")
+        args = ["--image-hash", package["hash"], "--image-url", package["url"], "--out", str(out)]
+        code = await run_fractal(env, args)
         if code != 0:
-            say(f"the script failed with exit code {code}; logs:\n{net.logs()}")
+            say(f"the script failed with exit code {code}; logs in {folder / 'devnet'}/*.log")
             return code
-        for invoice in await invoices(net):
+
+        say("the bill:")
+        for invoice in invoices(folder / "devnet", "requestor", "requestor"):
             say(
-                f"invoice {invoice['invoiceId']} from {invoice['issuerId']}: {invoice['amount']} GLM "
-                f"on {invoice['paymentPlatform']}, {invoice['status']}"
+                f"  invoice {invoice['invoiceId']} from {invoice['issuerId']}: {invoice['amount']} GLM "
+                f"on {invoice['paymentPlatform']}, {invoice['status']} by the requestor"
             )
-        say(f"done in {time.perf_counter() - started:.1f} s (payment: dummy driver, no chain)")
+        say("waiting for the payments to be mined and checked by the providers ...")
+        settled = await wait_settled(folder / "devnet", providers)
+        for invoice in settled:
+            say(f"  {invoice['issuerId']} checked the transfer: invoice {invoice['invoiceId']} SETTLED")
+        for transfer in devchain.token_transfers(chain, sender=net.requestor_id):
+            say(
+                f"  paid {transfer.amount} tGLM to {transfer.receiver} "
+                f"in tx {transfer.tx_hash} (block {transfer.block})"
+            )
+        left = devchain.token_balance(chain, net.requestor_id)
+        paid: Decimal = balance - left
+        say(f"result: {out} ({out.stat().st_size} bytes); cost {paid} tGLM, paid on chain")
+        say(f"done in {time.perf_counter() - started:.1f} s")
+        return 0
+    finally:
         if keep:
-            say("the network keeps running; Ctrl-C stops it")
-            await asyncio.Event().wait()
-    return 0
+            say(f"the devnet keeps running: source {folder / 'devnet' / devnet_runner.ENV_FILE} to use it")
+            say(f"stop it with: golem devnet down --dir {folder / 'devnet'}")
+        else:
+            say("stopping the devnet (golem devnet down) ...")
+            pids = [p.pid for p in net.parts]
+            listening = devnet_runner.ports(net)
+            devnet_runner.down(folder / "devnet", say=lambda t: None)
+            still_open = [p for p in listening if devnet_runner.port_open(p)]
+            if devnet_runner.wait_gone(pids) and not still_open:
+                say("  stopped: none of its processes runs and none of its ports is open")
+            else:
+                say(f"  some parts did not stop (ports still open: {still_open}); see golem devnet status")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--providers", type=int, default=2)
-    parser.add_argument("--keep", action="store_true", help="leave the network running afterwards")
+    parser.add_argument("--keep", action="store_true", help="leave the devnet running afterwards")
     parser.add_argument(
-        "--dir", type=Path, default=None, help="where logs and state go [a temp folder, removed at exit]"
+        "--dir",
+        type=Path,
+        default=None,
+        help="state and logs [a temp folder, removed at exit; with --keep: $GOLEM_DATA_DIR/quickstart]",
     )
+    parser.add_argument("--out", type=Path, default=Path("mandelbrot.png"), help="the PNG [%(default)s]")
     args = parser.parse_args()
-    if args.dir is not None:
-        args.dir.mkdir(parents=True, exist_ok=True)
-        sys.exit(asyncio.run(quickstart(args.dir, args.providers, args.keep)))
-    with tempfile.TemporaryDirectory(prefix="golem-quickstart-") as tmp:
-        try:
-            sys.exit(asyncio.run(quickstart(Path(tmp), args.providers, args.keep)))
-        except KeyboardInterrupt:
-            sys.exit(130)
+    folder = args.dir or (data_dir() / "quickstart" if args.keep else None)
+    try:
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            sys.exit(asyncio.run(quickstart(folder, args.providers, args.keep, args.out.resolve())))
+        with tempfile.TemporaryDirectory(prefix="golem-quickstart-") as tmp:
+            sys.exit(asyncio.run(quickstart(Path(tmp), args.providers, args.keep, args.out.resolve())))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""Every blueprint with one command against a devnet, as a user runs them: ``golem devnet up``,
+then ``python -m blueprints.run scan|fractal|wasm|service``, each building its payload from the repo
+and pushing it to the devnet's market registry first; then ``golem devnet down``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blueprints.fractal import render_png
+
+GOLEM = [sys.executable, "-c", "from market.cli import main; main()"]
+FREE_PORTS = ["--market-port", "0", "--requestor-port", "0", "--chain-port", "0"]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=dict(os.environ), check=False
+    )
+    return done, time.perf_counter() - started
+
+
+@pytest.mark.timeout(420)
+def test_every_blueprint_runs_with_one_command(tmp_path: Path, busybox: object) -> None:
+    folder = tmp_path / "devnet"
+    blueprint = [sys.executable, "-m", "blueprints.run"]
+    try:
+        up, _ = run([*GOLEM, "devnet", "up", "--dir", str(folder), "--providers", "2", *FREE_PORTS], tmp_path)
+        assert up.returncode == 0, up.stdout + up.stderr
+
+        scan, seconds = run([*blueprint, "scan", "--dir", str(folder), "--seconds", "2"], tmp_path)
+        assert scan.returncode == 0, scan.stdout + scan.stderr
+        assert "4 offer(s) from 2 provider(s) in subnet public:" in scan.stdout, scan.stdout
+        print(f"scan: {seconds:.1f} s")
+
+        fractal, seconds = run(
+            [
+                *blueprint,
+                "fractal",
+                "--dir",
+                str(folder),
+                "--size",
+                "120x80",
+                "--max-iter",
+                "128",
+                "--tiles",
+                "4",
+            ],
+            tmp_path,
+        )
+        assert fractal.returncode == 0, fractal.stdout + fractal.stderr
+        assert "pushed golem-blueprints-latest.tar to http://127.0.0.1:" in fractal.stdout, fractal.stdout
+        assert (tmp_path / "mandelbrot.png").read_bytes() == render_png(120, 80, 4, 128)
+        assert "invoice(s) accepted" in fractal.stdout, fractal.stdout
+        print(f"fractal: {seconds:.1f} s")
+
+        wasm, seconds = run(
+            [*blueprint, "wasm", "--dir", str(folder), "--stop", "2000000", "--tasks", "4"], tmp_path
+        )
+        assert wasm.returncode == 0, wasm.stdout + wasm.stderr
+        assert "pushed primes.wasm to http://127.0.0.1:" in wasm.stdout, wasm.stdout
+        assert "primes in [0, 2000000): 148933, their sum 142913828922" in wasm.stdout, wasm.stdout
+        assert "check: equal to a local sieve" in wasm.stdout, wasm.stdout
+        print(f"wasm: {seconds:.1f} s")
+
+        service, seconds = run(
+            [*blueprint, "service", "--dir", str(folder), "--rounds", "3", "--interval", "0.5"], tmp_path
+        )
+        assert service.returncode == 0, service.stdout + service.stderr
+        assert "completed 3 rounds with 2 instances" in service.stdout, service.stdout
+        assert "(2 invoice(s) accepted)" in service.stdout, service.stdout
+        print(f"service: {seconds:.1f} s")
+    finally:
+        down, _ = run([*GOLEM, "devnet", "down", "--dir", str(folder)], tmp_path)
+    assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_without_a_devnet_the_runner_says_what_to_do(tmp_path: Path) -> None:
+    done, _ = run(
+        [sys.executable, "-m", "blueprints.run", "fractal", "--dir", str(tmp_path / "none")], tmp_path
+    )
+    assert done.returncode == 1
+    assert f"no devnet in {tmp_path / 'none'}; start one with `golem devnet up`" in done.stderr
+    assert not (tmp_path / "none").exists()  # nothing was built or created
