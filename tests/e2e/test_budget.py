@@ -4,8 +4,8 @@ The plain yapapi script asks for one long task (``sleep 300``) with ``Golem(budg
 provider charging 0.01 GLM a second, billing every second. yapapi accepts debit notes while the
 allocation covers them; then our Payment API refuses the acceptance ("not enough funds"), the
 provider, left without acceptances, breaks the agreement once the accept timeout passes and stops the
-work, and the script, its task unfinished, ends at its own timeout instead of hanging. What was
-accepted and what was paid on chain stay within the budget.
+work, and the script, its task unfinished, gives up and ends instead of hanging. What was accepted
+and what was paid on chain stay within the budget, and the provider still invoices what was used.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import asyncio, sys
 from datetime import timedelta
 
 from yapapi import Golem, Task
+from yapapi.events import WorkerFinished
 from yapapi.payload import vm
 
 
@@ -43,13 +44,28 @@ async def worker(context, tasks):
 
 async def main(image_hash, image_url, budget):
     package = await vm.repo(image_hash=image_hash, image_url=image_url)
+    lost = asyncio.Event()
+
+    def on_worker_finished(event):
+        if event.exc_info:  # the provider ended the activity under the worker
+            print(f"worker stopped: {type(event.exc_info[1]).__name__}")
+            lost.set()
+
     async with Golem(budget=float(budget), subnet_tag="public") as golem:
-        try:
-            tasks = golem.execute_tasks(worker, [Task(None)], package, timeout=timedelta(seconds=60))
+        golem.add_event_consumer(on_worker_finished, [WorkerFinished])
+
+        async def job():
+            tasks = golem.execute_tasks(worker, [Task(None)], package, timeout=timedelta(seconds=90))
             async for _ in tasks:
                 print("finished")
-        except Exception as exc:
-            print(f"job ended: {exc!r}")
+
+        running = asyncio.ensure_future(job())
+        await asyncio.wait([running, asyncio.ensure_future(lost.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            await asyncio.sleep(5)  # let the provider's termination (it destroys the activity first) land
+            print("giving up: the budget is spent and the provider stopped the work")
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
     print("script done")
 
 
@@ -89,15 +105,23 @@ async def test_budget_is_never_exceeded(tmp_path: Path, busybox: object, chain: 
 
         # The provider broke the agreement for want of acceptances, and the work stopped.
         reasons = []
+        broken: set[str] = set()
         for entry in await api(net, "/market-api/v1/agreements"):
             agreement = await api(net, f"/market-api/v1/agreements/{entry['id']}")
             if agreement["state"] == "Terminated":
                 reason = await api(net, f"/market-api/v1/agreements/{entry['id']}/terminate/reason")
                 reasons.append(reason.get("golem.provider.code"))
+                if reason.get("golem.provider.code") == "DebitNotesDeadline":
+                    broken.add(entry["id"])
                 for activity_id in await api(net, f"/activity-api/v1/activity?agreementId={entry['id']}"):
                     state = await api(net, f"/activity-api/v1/activity/{activity_id}/state")
                     assert state["state"][0] == "Terminated", state
         assert "DebitNotesDeadline" in reasons, reasons
+
+        # The provider still invoiced the agreement it broke (more than the budget left: unaccepted).
+        async with asyncio.timeout(30):
+            while not broken <= {i["agreementId"] for i in await api(net, "/payment-api/v1/invoices")}:
+                await asyncio.sleep(0.5)
 
         # Accepted within the budget; some acceptances were refused.
         notes = await api(net, "/payment-api/v1/debitNotes")

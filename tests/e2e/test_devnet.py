@@ -1,6 +1,7 @@
-"""``golem devnet up|status|down`` as a user runs them: the whole network comes up on loopback, a
-plain yapapi script runs on it (its image pushed to the market node's registry) and is paid on the
-local chain, a second ``up`` changes nothing, and ``down`` leaves no process, container or port."""
+"""The devnet and every blueprint with one command, as a user runs them: ``golem devnet up`` (and a
+second ``up`` that changes nothing), ``golem devnet status``, then ``python -m blueprints.run
+scan|fractal|wasm|service``, each building its payload from the repo and pushing it to the devnet's
+market registry first; then ``golem devnet down``, which must leave no process, container or port."""
 
 from __future__ import annotations
 
@@ -8,45 +9,35 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import docker
 import pytest
 
+import docker
 from blueprints import devnet_runner
 from blueprints.devnet_runner import Devnet
+from blueprints.fractal import render_png
 
 GOLEM = [sys.executable, "-c", "from market.cli import main; main()"]
-HELLO = Path(__file__).resolve().parents[2] / "blueprints" / "scripts" / "hello.py"
 FREE_PORTS = ["--market-port", "0", "--requestor-port", "0", "--chain-port", "0"]
 
 
-def golem(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*GOLEM, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env or dict(os.environ),
-        check=False,
+def run(args: list[str], cwd: Path, timeout: float = 180) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=dict(os.environ), check=False
     )
+    return done, time.perf_counter() - started
 
 
-def sourced(env_file: Path) -> dict[str, str]:
-    """The environment after ``source <env_file>`` (lines of ``export K=V``)."""
-    out = subprocess.run(
-        ["bash", "-c", f"source {env_file} && env -0"], capture_output=True, check=True, env=dict(os.environ)
-    ).stdout
-    return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
-
-
-@pytest.mark.timeout(300)
-def test_devnet_up_run_down(tmp_path: Path, busybox: object) -> None:
+@pytest.mark.timeout(420)
+def test_every_blueprint_runs_with_one_command(tmp_path: Path, busybox: object) -> None:
     folder = tmp_path / "devnet"
+    blueprint = [sys.executable, "-m", "blueprints.run"]
     try:
-        up = golem("devnet", "up", "--dir", str(folder), "--providers", "2", *FREE_PORTS)
+        up_command = [*GOLEM, "devnet", "up", "--dir", str(folder), "--providers", "2", *FREE_PORTS]
+        up, _ = run(up_command, tmp_path)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "the offers of 2 provider(s) are on the market" in up.stdout
         net = Devnet.load(folder)
@@ -54,38 +45,60 @@ def test_devnet_up_run_down(tmp_path: Path, busybox: object) -> None:
         assert sorted(p.name for p in net.parts) == ["market", "provider-1", "provider-2", "requestor"]
         pids = {p.name: p.pid for p in net.parts}
 
-        status = golem("devnet", "status", "--dir", str(folder), "--json")
+        status, _ = run([*GOLEM, "devnet", "status", "--dir", str(folder), "--json"], tmp_path)
         assert status.returncode == 0, status.stdout + status.stderr
         parts = {p["name"]: p for p in json.loads(status.stdout)["parts"]}
         assert set(parts) == {"chain", "market", "provider-1", "provider-2", "requestor"}
         assert all(p["running"] and p["answering"] for p in parts.values()), parts
-        assert "2 offers" in parts["provider-1"]["detail"]  # vm and wasmtime
-
-        again = golem("devnet", "up", "--dir", str(folder), "--providers", "2", *FREE_PORTS)
+        again, _ = run(up_command, tmp_path)
         assert again.returncode == 0, again.stdout + again.stderr
         reloaded = Devnet.load(folder)
         assert reloaded is not None and {p.name: p.pid for p in reloaded.parts} == pids
 
-        # A user's run: push the image to the market node's registry, source the env file, run.
-        image = busybox.archive  # type: ignore[attr-defined]
-        market = net.part("market")
-        assert market is not None
-        pushed = golem("packages", "push", str(image), "--market", market.url, "--json")
-        assert pushed.returncode == 0, pushed.stderr
-        package = json.loads(pushed.stdout)
-        env = sourced(folder / "env")
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-        run = subprocess.run(
-            [sys.executable, str(HELLO), "--image-hash", package["hash"], "--image-url", package["url"]],
-            capture_output=True, text=True, timeout=120, env=env, check=False,
-        )  # fmt: skip
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert " UTC " in run.stdout, run.stdout
-        listing = golem("payments", "list", "--data-dir", str(folder / "requestor"), "--json", env=env)
-        assert listing.returncode == 0, listing.stderr
-        assert json.loads(listing.stdout)["documents"], listing.stdout
+        scan, seconds = run([*blueprint, "scan", "--dir", str(folder), "--seconds", "2"], tmp_path)
+        assert scan.returncode == 0, scan.stdout + scan.stderr
+        assert "4 offer(s) from 2 provider(s) in subnet public:" in scan.stdout, scan.stdout
+        print(f"scan: {seconds:.1f} s")
+
+        fractal, seconds = run(
+            [
+                *blueprint,
+                "fractal",
+                "--dir",
+                str(folder),
+                "--size",
+                "120x80",
+                "--max-iter",
+                "128",
+                "--tiles",
+                "4",
+            ],
+            tmp_path,
+        )
+        assert fractal.returncode == 0, fractal.stdout + fractal.stderr
+        assert "pushed golem-blueprints-latest.tar to http://127.0.0.1:" in fractal.stdout, fractal.stdout
+        assert (tmp_path / "mandelbrot.png").read_bytes() == render_png(120, 80, 4, 128)
+        assert "invoice(s) accepted" in fractal.stdout, fractal.stdout
+        print(f"fractal: {seconds:.1f} s")
+
+        wasm, seconds = run(
+            [*blueprint, "wasm", "--dir", str(folder), "--stop", "2000000", "--tasks", "4"], tmp_path
+        )
+        assert wasm.returncode == 0, wasm.stdout + wasm.stderr
+        assert "pushed primes.wasm to http://127.0.0.1:" in wasm.stdout, wasm.stdout
+        assert "primes in [0, 2000000): 148933, their sum 142913828922" in wasm.stdout, wasm.stdout
+        assert "check: equal to a local sieve" in wasm.stdout, wasm.stdout
+        print(f"wasm: {seconds:.1f} s")
+
+        service, seconds = run(
+            [*blueprint, "service", "--dir", str(folder), "--rounds", "3", "--interval", "0.5"], tmp_path
+        )
+        assert service.returncode == 0, service.stdout + service.stderr
+        assert "completed 3 rounds with 2 instances" in service.stdout, service.stdout
+        assert "(2 invoice(s) accepted)" in service.stdout, service.stdout
+        print(f"service: {seconds:.1f} s")
     finally:
-        down = golem("devnet", "down", "--dir", str(folder))
+        down, _ = run([*GOLEM, "devnet", "down", "--dir", str(folder)], tmp_path)
     assert down.returncode == 0, down.stdout + down.stderr
     assert "is down" in down.stdout
 
@@ -102,5 +115,14 @@ def test_devnet_up_run_down(tmp_path: Path, busybox: object) -> None:
         client.close()
     for port in [*devnet_runner.ports(net), int(chain["rpc_url"].rsplit(":", 1)[1])]:
         assert not devnet_runner.port_open(port), port
-    status = golem("devnet", "status", "--dir", str(folder))
-    assert status.returncode == 0 and "no devnet" in status.stdout, status.stdout
+    after, _ = run([*GOLEM, "devnet", "status", "--dir", str(folder)], tmp_path)
+    assert after.returncode == 0 and "no devnet" in after.stdout, after.stdout
+
+
+def test_without_a_devnet_the_runner_says_what_to_do(tmp_path: Path) -> None:
+    done, _ = run(
+        [sys.executable, "-m", "blueprints.run", "fractal", "--dir", str(tmp_path / "none")], tmp_path
+    )
+    assert done.returncode == 1
+    assert f"no devnet in {tmp_path / 'none'}; start one with `golem devnet up`" in done.stderr
+    assert not (tmp_path / "none").exists()  # nothing was built or created
