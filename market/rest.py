@@ -7,7 +7,32 @@ yagna's error body is ``{"message": ...}``; :func:`error_response` builds it, an
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class QueryError(ValueError):
+    """A query string that does not fit its model; the message says which parameter and why."""
+
+
+def parse_query(request: web.Request, model: type[_M]) -> _M:
+    """``request``'s query string as ``model``; :class:`QueryError` for a repeated parameter or a
+    value the model refuses (each API turns it into its own 400 error)."""
+    repeated = sorted(key for key in set(request.query) if len(request.query.getall(key)) > 1)
+    if repeated:
+        raise QueryError(f"query parameter given more than once: {', '.join(repeated)}")
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'query'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise QueryError(f"invalid query: {problems}") from exc
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

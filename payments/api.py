@@ -32,7 +32,7 @@ from market.core.errors import GolemError, InvalidTransition
 from market.core.logging import correlated
 from market.core.wire import RequestModel
 from market.hub.openapi import REF_TEMPLATE, Route, build_document, document_cli, render
-from market.rest import http_exception_response
+from market.rest import QueryError, http_exception_response, parse_query
 from payments.allocation import Allocation as AllocationRecord
 from payments.errors import (
     AllocationError,
@@ -157,13 +157,10 @@ def _problems(exc: ValidationError) -> str:
 
 
 def _query(request: web.Request, model: type[_Q]) -> _Q:
-    repeated = sorted(key for key in set(request.query) if len(request.query.getall(key)) > 1)
-    if repeated:
-        raise BadRequest(f"query parameter given more than once: {', '.join(repeated)}")
     try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        raise BadRequest(f"invalid query: {_problems(exc)}") from exc
+        return parse_query(request, model)
+    except QueryError as exc:
+        raise BadRequest(str(exc)) from exc
 
 
 async def _body(request: web.Request, model: type[_B]) -> _B:

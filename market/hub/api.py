@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from market.core.logging import correlated
 from market.hub.api_models import (
@@ -41,7 +41,7 @@ from market.hub.registry_api import ROUTES as REGISTRY_ROUTES
 from market.props import ConstraintSyntaxError, parse_constraints
 from market.protocol.errors import BadRequestError, ErrorCode, MarketError, NotFoundError
 from market.protocol.messages import AgreementState, ProposalState
-from market.rest import http_exception_response
+from market.rest import QueryError, http_exception_response, parse_query
 
 if TYPE_CHECKING:
     from market.hub.server import MarketNode
@@ -157,17 +157,10 @@ def market_stats(node: MarketNode) -> MarketStats:
 
 
 def _query(request: web.Request, model: type[_Q]) -> _Q:
-    repeated = sorted(key for key in set(request.query) if len(request.query.getall(key)) > 1)
-    if repeated:
-        raise BadRequestError(f"query parameter given more than once: {', '.join(repeated)}")
     try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'query'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise BadRequestError(f"invalid query: {problems}") from exc
+        return parse_query(request, model)
+    except QueryError as exc:
+        raise BadRequestError(str(exc)) from exc
 
 
 def _json(body: BaseModel | Sequence[BaseModel]) -> web.Response:

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 from aiohttp import ClientPayloadError, web
 from aiohttp.typedefs import Handler
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from yarl import URL
 
 from market.core.logging import correlated
@@ -50,7 +50,7 @@ from market.hub.registry import (
     parse_digest,
 )
 from market.hub.registry_models import ImageInfo, ImageInfoQuery, PackageInfo, UploadQuery
-from market.rest import error_response, http_exception_response
+from market.rest import QueryError, error_response, http_exception_response, parse_query
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +96,10 @@ _Q = TypeVar("_Q", bound=BaseModel)
 
 
 def _query(request: web.Request, model: type[_Q]) -> _Q:
-    repeated = sorted(key for key in set(request.query) if len(request.query.getall(key)) > 1)
-    if repeated:
-        raise BadRegistryRequestError(f"query parameter given more than once: {', '.join(repeated)}")
     try:
-        return model.model_validate(dict(request.query))
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or 'query'}: {error['msg']}"
-            for error in exc.errors()
-        )
-        raise BadRegistryRequestError(f"invalid query: {problems}") from exc
+        return parse_query(request, model)
+    except QueryError as exc:
+        raise BadRegistryRequestError(str(exc)) from exc
 
 
 def bearer_token(authorization: str | None) -> str | None:
