@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+import docker
 import pytest
 
-import docker
 from blueprints import devnet_runner
 from blueprints.devnet_runner import Devnet
 from blueprints.fractal import render_png
