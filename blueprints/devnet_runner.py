@@ -201,7 +201,7 @@ def up(
     base_env = {**os.environ, **chain.env(), "GOLEM_LOG_LEVEL": "INFO"}
 
     if not _running(net, "market"):
-        market_args = ["market", "serve", "--port", str(market_port)]
+        market_args = ["market", "serve", "--port", str(market_port), "--data-dir", str(folder / "market")]
         _ready(net, _launch(net, "market", market_args, base_env, r"listening on (http://\S+)"))
     market = net.part("market")
     assert market is not None

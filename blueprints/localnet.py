@@ -129,7 +129,15 @@ async def local_network(
     network.image_url = f"http://127.0.0.1:{runner.addresses[0][1]}/images/{image.name}"
     try:
         url = await _start(
-            network, "market", "market", "serve", "--port", "0", pattern=r"listening on (http://\S+)"
+            network,
+            "market",
+            "market",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(root / "market"),
+            pattern=r"listening on (http://\S+)",
         )
         network.market_ws = url.replace("http://", "ws://") + "/ws"
         for n in range(1, providers + 1):

@@ -5,6 +5,7 @@ market registry first; then ``golem devnet down``, which must leave no process, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from blueprints import devnet_runner
 from blueprints.devnet_runner import Devnet
 from blueprints.fractal import render_png
+from tests.integration.chromium import chromium, find_chromium
 
 GOLEM = [sys.executable, "-c", "from market.cli import main; main()"]
 FREE_PORTS = ["--market-port", "0", "--requestor-port", "0", "--chain-port", "0"]
@@ -29,6 +31,21 @@ def run(args: list[str], cwd: Path, timeout: float = 180) -> tuple[subprocess.Co
         args, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=dict(os.environ), check=False
     )
     return done, time.perf_counter() - started
+
+
+async def console_offers(market_url: str, screenshot: Path) -> list[tuple[str, str]]:
+    """Open the market node's console in headless Chromium, wait for 4 offers, save a screenshot;
+    the (name, runtime) of each offer row shown."""
+    rows = "[...document.querySelectorAll('#offers tbody tr')].filter(tr => tr.cells.length > 1)"
+    async with chromium(screenshot.parent / "chromium-profile") as page:
+        await page.navigate(f"{market_url}/")
+        await page.wait_for(f"{rows}.length === 4", timeout=20)
+        shown = await page.evaluate(
+            f"JSON.stringify({rows}.map(tr => [tr.cells[0].textContent, tr.cells[2].textContent]))"
+        )
+        path = await page.screenshot(screenshot)
+        print(f"console screenshot: {path}")
+    return [(name, runtime) for name, runtime in json.loads(str(shown))]
 
 
 @pytest.mark.timeout(420)
@@ -50,6 +67,17 @@ def test_every_blueprint_runs_with_one_command(tmp_path: Path, busybox: object) 
         parts = {p["name"]: p for p in json.loads(status.stdout)["parts"]}
         assert set(parts) == {"chain", "market", "provider-1", "provider-2", "requestor"}
         assert all(p["running"] and p["answering"] for p in parts.values()), parts
+        market = net.part("market")
+        assert market is not None
+        if find_chromium() is not None:  # CI installs it; a laptop without it skips this part
+            shown = asyncio.run(console_offers(market.url, tmp_path / "console.png"))
+            # Both providers' vm and wasmtime offers, live on the market node's console.
+            assert sorted((name, runtime.split()[0]) for name, runtime in shown) == [
+                ("provider-1", "vm"),
+                ("provider-1", "wasmtime"),
+                ("provider-2", "vm"),
+                ("provider-2", "wasmtime"),
+            ], shown
         again, _ = run(up_command, tmp_path)
         assert again.returncode == 0, again.stdout + again.stderr
         reloaded = Devnet.load(folder)
