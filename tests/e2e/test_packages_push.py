@@ -23,7 +23,7 @@ async def test_push_busybox_and_download_it_in_ranges(
 ) -> None:
     image: Path = busybox.archive  # type: ignore[attr-defined]
     digest: str = busybox.sha3_224  # type: ignore[attr-defined]
-    # The market process inherits this: its registry files go to the test's folder.
+    # The local network's market node keeps its registry in <root>/market; nothing goes elsewhere.
     monkeypatch.setenv("GOLEM_DATA_DIR", str(tmp_path / "data"))
     async with local_network(tmp_path, image, providers=0, requestor=False) as net:
         base = net.market_ws.removeprefix("ws://").removesuffix("/ws")
@@ -45,7 +45,8 @@ async def test_push_busybox_and_download_it_in_ranges(
         url = f"{base}/packages/{digest}"
         assert (answer["hash"], answer["url"], answer["size"]) == (digest, url, image.stat().st_size)
         assert answer["taskPackage"] == f"hash:sha3:{digest}:{url}"
-        assert (tmp_path / "data" / "market" / "packages" / "blobs" / digest).is_file()
+        assert (tmp_path / "market" / "packages" / "blobs" / digest).is_file()
+        assert not (tmp_path / "data" / "market").exists()
 
         original = image.read_bytes()
         half = len(original) // 2
