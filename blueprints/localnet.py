@@ -299,16 +299,22 @@ async def requestor_api(net: Network, path: str) -> Any:
         return await response.json()
 
 
-def provider_documents(net: Network, n: int, kind: str = "Invoice") -> list[dict[str, object]]:
-    """Provider ``n``'s own record of the documents it issued (its payments.db), as wire bodies
-    with their current status; read while the provider runs (SQLite WAL allows it)."""
+def documents(root: Path, daemon: str, role: str, kind: str = "Invoice") -> list[dict[str, object]]:
+    """The documents in the books of one daemon under ``root`` (``<root>/<daemon>/payments.db``; a
+    local network and a devnet lay their daemons out alike), as wire bodies with their current
+    status; read while the daemon runs (SQLite WAL allows it)."""
     from payments.store import PaymentStore
 
-    store = PaymentStore.open(net.root / f"provider-{n}" / "payments.db")
+    store = PaymentStore.open(root / daemon / "payments.db")
     try:
-        return [{**row.body, "status": row.status} for row in store.documents("provider", kind)]
+        return [{**row.body, "status": row.status} for row in store.documents(role, kind)]
     finally:
         store.close()
+
+
+def provider_documents(net: Network, n: int, kind: str = "Invoice") -> list[dict[str, object]]:
+    """Provider ``n``'s own record of the documents it issued."""
+    return documents(net.root, f"provider-{n}", "provider", kind)
 
 
 def provider_payments(net: Network, n: int) -> list[dict[str, object]]:
@@ -322,14 +328,18 @@ def provider_payments(net: Network, n: int) -> list[dict[str, object]]:
         store.close()
 
 
-async def wait_settled(net: Network, providers: int, *, timeout: float = 60.0) -> list[dict[str, object]]:
+async def wait_settled(
+    net: Network | Path, providers: int, *, timeout: float = 60.0
+) -> list[dict[str, object]]:
     """Wait until every invoice each provider issued is SETTLED in its own books; the invoices.
 
-    Raises TimeoutError (with what is still open) if that does not happen in ``timeout`` seconds.
+    ``net`` is a local network or the folder of a devnet. Raises TimeoutError (with what is still
+    open) if that does not happen in ``timeout`` seconds.
     """
+    root = net.root if isinstance(net, Network) else net
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        found = [i for n in range(1, providers + 1) for i in provider_documents(net, n)]
+        found = [i for n in range(1, providers + 1) for i in documents(root, f"provider-{n}", "provider")]
         open_ = [i for i in found if i["status"] != "SETTLED"]
         if found and not open_:
             return found

@@ -24,38 +24,17 @@ from decimal import Decimal
 from pathlib import Path
 
 from blueprints import devnet_runner
+from blueprints.localnet import documents, wait_settled
 from blueprints.payloads import build
 from market.core.config import data_dir
 from market.hub.registry_client import push
 from payments import devchain
-from payments.store import PaymentStore
 
 FRACTAL = Path(__file__).with_name("scripts") / "fractal.py"
 
 
 def say(text: str) -> None:
     print(text, flush=True)
-
-
-def invoices(folder: Path, role: str, data: str) -> list[dict[str, object]]:
-    """The invoices in one daemon's books (``data`` is its data dir under the devnet folder)."""
-    store = PaymentStore.open(folder / data / "payments.db")
-    try:
-        return [{**row.body, "status": row.status} for row in store.documents(role, "Invoice")]
-    finally:
-        store.close()
-
-
-async def wait_settled(folder: Path, providers: int, timeout: float = 60.0) -> list[dict[str, object]]:
-    """Every invoice the providers issued, once each provider has marked it SETTLED."""
-    deadline = time.monotonic() + timeout
-    while True:
-        issued = [i for n in range(1, providers + 1) for i in invoices(folder, "provider", f"provider-{n}")]
-        if issued and all(i["status"] == "SETTLED" for i in issued):
-            return issued
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"invoices not settled within {timeout:.0f} s: {issued}")
-        await asyncio.sleep(0.5)
 
 
 async def run_fractal(env: dict[str, str], args: list[str]) -> int:
@@ -106,7 +85,7 @@ async def quickstart(folder: Path, providers: int, keep: bool, out: Path) -> int
             return code
 
         say("the bill:")
-        for invoice in invoices(folder / "devnet", "requestor", "requestor"):
+        for invoice in documents(folder / "devnet", "requestor", "requestor"):
             say(
                 f"  invoice {invoice['invoiceId']} from {invoice['issuerId']}: {invoice['amount']} GLM "
                 f"on {invoice['paymentPlatform']}, {invoice['status']} by the requestor"
